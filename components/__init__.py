@@ -1,0 +1,1 @@
+"""Components of the Portus platform, one module per part."""

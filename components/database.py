@@ -1,0 +1,157 @@
+"""MariaDB for Portus: a one-replica StatefulSet whose claim outlives the StatefulSet, a headless
+Service and generated credentials (root, and a dedicated ``portus`` user that owns only its database)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.config import ResourceSpec, StorageConfig
+
+NAME = "mariadb"
+COMPONENT = "database"
+PORT = 3306
+DATABASE = "portus_production"
+USER = "portus"
+PASSWORD_KEY = "password"
+DATA_DIR = "/var/lib/mysql"
+# The official image's `mysql` account: its entrypoint runs unchanged when started as that user.
+RUN_AS = kube.RunAs(user=999, group=999)
+
+
+def generated_password(name: str, length: int, parent: pulumi.Resource) -> random.RandomPassword:
+    """A password that stays the same for the life of the stack (it lives in state).
+
+    Letters and digits only: the values end up in URLs, YAML and shell commands where ``%@:$`` break.
+    """
+    return random.RandomPassword(
+        name, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+@dataclass
+class DatabaseArgs:
+    namespace: pulumi.Input[str]
+    image: str
+    resources: ResourceSpec
+    storage: StorageConfig
+
+
+class Database(pulumi.ComponentResource):
+    credentials_secret: pulumi.Output[str]
+    """Name of the Secret whose ``password`` key is the Portus user's password."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("portus:database:Database", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        version = kube.image_version(args.image)
+
+        root_password = generated_password(f"{name}-root-password", 32, self)
+        user_password = generated_password(f"{name}-portus-password", 32, self)
+        credentials = k8s.core.v1.Secret(
+            f"{name}-credentials",
+            metadata=kube.metadata(f"{NAME}-credentials", args.namespace, COMPONENT),
+            type="Opaque",
+            string_data={"root-password": root_password.result, PASSWORD_KEY: user_password.result},
+            opts=child,
+        )
+
+        service = kube.cluster_ip_service(
+            f"{name}-svc", NAME, args.namespace, COMPONENT,
+            [k8s.core.v1.ServicePortArgs(name="mysql", port=PORT, target_port="mysql", app_protocol="mysql")],
+            child, headless=True,
+        )
+
+        container = k8s.core.v1.ContainerArgs(
+            name=NAME,
+            image=args.image,
+            # utf8 (utf8mb3) with utf8_unicode_ci: Portus's tag uniqueness checks break on utf8mb4.
+            args=["--character-set-server=utf8", "--collation-server=utf8_unicode_ci", "--skip-name-resolve"],
+            ports=[k8s.core.v1.ContainerPortArgs(name="mysql", container_port=PORT)],
+            env=[
+                kube.secret_env("MARIADB_ROOT_PASSWORD", credentials.metadata.name, "root-password"),
+                kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY),
+                *kube.env({"MARIADB_DATABASE": DATABASE, "MARIADB_USER": USER}),
+            ],
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
+                k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/mysqld"),
+                k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            ],
+            # The first start initialises the data directory with networking off: give it time.
+            startup_probe=k8s.core.v1.ProbeArgs(
+                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="mysql"),
+                period_seconds=5, failure_threshold=120,
+            ),
+            # `mariadb-admin ping` exits 0 whenever the server answers, even without credentials.
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                exec_=k8s.core.v1.ExecActionArgs(
+                    command=["mariadb-admin", "--protocol=tcp", "--host=127.0.0.1", "ping"]
+                ),
+                period_seconds=10, timeout_seconds=5, failure_threshold=3,
+            ),
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="mysql"),
+                period_seconds=20, timeout_seconds=5, failure_threshold=6,
+            ),
+            resources=kube.resources(args.resources),
+            security_context=kube.restricted_container_security(),
+        )
+        claim_policy = "Retain" if args.storage.keep_on_destroy else "Delete"
+        k8s.apps.v1.StatefulSet(
+            name,
+            metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
+            spec=k8s.apps.v1.StatefulSetSpecArgs(
+                replicas=1,
+                service_name=service.metadata.name,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
+                persistent_volume_claim_retention_policy=(
+                    k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                        when_deleted=claim_policy, when_scaled="Retain"
+                    )
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=kube.labels(NAME, COMPONENT, version),
+                        annotations={"checksum/secret": kube.checksum(root_password.result, user_password.result)},
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=kube.service_account(
+                            f"{name}-sa", NAME, args.namespace, COMPONENT, child
+                        ).metadata.name,
+                        automount_service_account_token=False,
+                        security_context=RUN_AS.pod_security_context(),
+                        termination_grace_period_seconds=60,
+                        containers=[container],
+                        volumes=[kube.empty_dir("run", "16Mi"), kube.empty_dir("tmp", "1Gi")],
+                    ),
+                ),
+                volume_claim_templates=[
+                    k8s.core.v1.PersistentVolumeClaimArgs(
+                        metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=kube.labels(NAME, COMPONENT)),
+                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                            access_modes=["ReadWriteOnce"],
+                            storage_class_name=args.storage.storage_class,
+                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                                requests={"storage": args.storage.database_size}
+                            ),
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                retain_on_delete=args.storage.keep_on_destroy,
+                # Claim templates are immutable: a size change must never replace the StatefulSet (and
+                # orphan its data). Grow the claim itself instead (see README, "Resizing volumes").
+                ignore_changes=["spec.volumeClaimTemplates"],
+            ),
+        )
+
+        self.credentials_secret = credentials.metadata.name
+        self.register_outputs({"credentialsSecret": self.credentials_secret})

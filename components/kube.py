@@ -1,0 +1,169 @@
+"""Kubernetes building blocks shared by every component: labels, restricted security contexts,
+resources, probes, checksums and Service DNS names."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import ResourceSpec
+
+PART_OF = "portus"
+
+
+def image_version(image: str) -> str:
+    """The tag of an image reference, for the ``app.kubernetes.io/version`` label."""
+    name = image.split("@", 1)[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "unknown"
+    return tag[:63]
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """Immutable pod selector of a workload: never include anything that changes on upgrade."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": PART_OF}
+
+
+def labels(name: str, component: str, version: str | None = None) -> dict[str, str]:
+    result = {
+        **selector_labels(name),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+    if version:
+        result["app.kubernetes.io/version"] = version
+    return result
+
+
+def metadata(name: str, namespace: pulumi.Input[str], component: str, version: str | None = None,
+             annotations: Mapping[str, pulumi.Input[str]] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name, namespace=namespace, labels=labels(name, component, version), annotations=annotations
+    )
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The non-root identity a container runs under; ``fs_group`` owns its volumes."""
+
+    user: int
+    group: int
+
+    def pod_security_context(self) -> k8s.core.v1.PodSecurityContextArgs:
+        return k8s.core.v1.PodSecurityContextArgs(
+            run_as_non_root=True,
+            run_as_user=self.user,
+            run_as_group=self.group,
+            fs_group=self.group,
+            fs_group_change_policy="OnRootMismatch",
+            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+        )
+
+
+def restricted_container_security() -> k8s.core.v1.SecurityContextArgs:
+    """Pod Security Standard ``restricted`` plus a read-only root filesystem."""
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def resources(spec: ResourceSpec) -> k8s.core.v1.ResourceRequirementsArgs:
+    as_dict = spec.to_kubernetes()
+    return k8s.core.v1.ResourceRequirementsArgs(requests=as_dict["requests"], limits=as_dict["limits"])
+
+
+def https_probe(path: str, port: int | str, period: int = 10, failures: int = 3,
+                timeout: int = 5) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port, scheme="HTTPS"),
+        period_seconds=period, failure_threshold=failures, timeout_seconds=timeout,
+    )
+
+
+def checksum(*parts: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A digest of config and secret contents for a pod annotation, so that a change rolls the pods.
+
+    The digest reveals nothing of a secret; it is unsecreted so the annotation diffs readably.
+    """
+    digest = pulumi.Output.all(*parts).apply(
+        lambda values: hashlib.sha256("\0".join(str(value) for value in values).encode()).hexdigest()
+    )
+    return pulumi.Output.unsecret(digest)
+
+
+def empty_dir(name: str, size_limit: str = "64Mi", medium: str | None = None) -> k8s.core.v1.VolumeArgs:
+    return k8s.core.v1.VolumeArgs(
+        name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=size_limit, medium=medium)
+    )
+
+
+def secret_env(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=name,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)
+        ),
+    )
+
+
+def env(values: Mapping[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
+    return [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in values.items()]
+
+
+def service_dns_names(service: str, namespace: str, cluster_domain: str) -> list[str]:
+    """Every name an in-cluster client may use for a Service: each must be in its certificate."""
+    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.{cluster_domain}"]
+
+
+def service_fqdn(service: str, namespace: str, cluster_domain: str) -> str:
+    return service_dns_names(service, namespace, cluster_domain)[-1]
+
+
+def service_account(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
+                    opts: pulumi.ResourceOptions) -> k8s.core.v1.ServiceAccount:
+    """A dedicated identity per workload that mounts no API token: none of these programs calls the
+    Kubernetes API."""
+    return k8s.core.v1.ServiceAccount(
+        resource_name,
+        metadata=metadata(name, namespace, component),
+        automount_service_account_token=False,
+        opts=opts,
+    )
+
+
+def cluster_ip_service(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
+                       ports: Sequence[k8s.core.v1.ServicePortArgs],
+                       opts: pulumi.ResourceOptions, headless: bool = False) -> k8s.core.v1.Service:
+    return k8s.core.v1.Service(
+        resource_name,
+        metadata=metadata(name, namespace, component),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            selector=selector_labels(name),
+            ports=list(ports),
+            cluster_ip="None" if headless else None,
+            publish_not_ready_addresses=True if headless else None,
+        ),
+        opts=opts,
+    )
+
+
+def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
+                      opts: pulumi.ResourceOptions) -> k8s.policy.v1.PodDisruptionBudget:
+    """Keeps one pod of a multi-replica workload up through node drains."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        resource_name,
+        metadata=metadata(name, namespace, component),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            min_available=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
+        ),
+        opts=opts,
+    )

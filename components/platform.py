@@ -1,0 +1,168 @@
+"""The whole platform: wires the PKI, the namespace, MariaDB, the registry, Portus, the proxy, the
+public entry point and the network policies so that every name, port and key agrees."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components import database, kube, portus, proxy, registry
+from components.config import Exposure, PlatformConfig
+from components.database import Database, DatabaseArgs, generated_password
+from components.ingress import PublicIngress, PublicIngressArgs
+from components.namespace import PlatformNamespace, PlatformNamespaceArgs
+from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.nginx_conf import NginxSettings, Upstream
+from components.pki import Pki, PkiArgs
+from components.portus import DatabaseConnection, Portus, PortusArgs, RegistryRecord
+from components.proxy import Proxy, ProxyArgs
+from components.registry import Registry, RegistryArgs
+from components.registry_config import RegistrySettings
+
+REGISTRY_RECORD_NAME = "registry"
+
+
+def ca_install_paths(registry_address: str) -> dict[str, str]:
+    """Where a Docker host's container runtime looks for the CA of ``registry_address``."""
+    return {
+        "docker": f"/etc/docker/certs.d/{registry_address}/ca.crt",
+        "containerd": f"/etc/containerd/certs.d/{registry_address}/ca.crt",
+        "podman": f"/etc/containers/certs.d/{registry_address}/ca.crt",
+    }
+
+
+class PortusPlatform(pulumi.ComponentResource):
+    portal_url: str
+    registry_address: str
+    ca_cert_pem: pulumi.Output[str]
+    admin_username: str
+    admin_password: pulumi.Output[str]
+    docker_login: str
+    nginx_conf: str
+    registry_config: str
+
+    def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("portus:platform:PortusPlatform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns, domain = config.namespace, config.cluster_domain
+
+        def fqdn(service: str) -> str:
+            return kube.service_fqdn(service, ns, domain)
+
+        pki = Pki("pki", PkiArgs(
+            servers={
+                # The proxy is the edge: it answers to the public names outside and, through
+                # hostAliases, inside Portus's pods, and to its Service names for the ingress controller.
+                "proxy": [*config.public_hosts, *kube.service_dns_names(proxy.NAME, ns, domain)],
+                "portus": kube.service_dns_names(portus.NAME, ns, domain),
+                "registry": kube.service_dns_names(registry.NAME, ns, domain),
+            },
+            token_issuer=config.host,
+        ), child)
+        namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
+            name=ns, ca_cert_pem=pki.ca_cert_pem, keep_on_destroy=config.storage.keep_on_destroy,
+        ), child)
+
+        db = Database("database", DatabaseArgs(
+            namespace=namespace.name,
+            image=config.images.database,
+            resources=config.resources["database"],
+            storage=config.storage,
+        ), child)
+
+        registry_settings = RegistrySettings(
+            token_realm=f"{config.portal_url}/v2/token",
+            token_service=config.registry_address,
+            token_issuer=config.host,
+            notification_url=f"https://{fqdn(portus.NAME)}:{portus.PORT}/v2/webhooks/events",
+            log_level=config.log_level,
+        )
+        reg = Registry("registry", RegistryArgs(
+            namespace=namespace.name,
+            image=config.images.registry,
+            resources=config.resources["registry"],
+            storage=config.storage,
+            settings=registry_settings,
+            certificate=pki.certificates["registry"],
+            token_cert_pem=pki.token_cert_pem,
+            http_secret=generated_password("registry-http-secret", 48, self).result,
+            trust_bundle=namespace.trust_bundle,
+        ), child)
+
+        nginx_settings = NginxSettings(
+            server_names=config.public_hosts + kube.service_dns_names(proxy.NAME, ns, domain),
+            portus=Upstream(fqdn(portus.NAME), portus.PORT, keepalive=16),
+            registry=Upstream(fqdn(registry.NAME), registry.LISTEN_PORT, keepalive=32),
+            log_level=config.log_level,
+        )
+        edge = Proxy("proxy", ProxyArgs(
+            namespace=namespace.name,
+            image=config.images.proxy,
+            replicas=config.proxy_replicas,
+            resources=config.resources["proxy"],
+            settings=nginx_settings,
+            certificate=pki.certificates["proxy"],
+            trust_bundle=namespace.trust_bundle,
+            exposure=config.exposure.mode,
+            public_port=config.exposure.port,
+        ), child)
+
+        web = Portus("portus", PortusArgs(
+            namespace=namespace.name,
+            image=config.images.portus,
+            replicas=config.portus_replicas,
+            web_resources=config.resources["portus"],
+            background_resources=config.resources["background"],
+            fqdn=config.host,
+            public_hosts=config.public_hosts,
+            proxy_cluster_ip=edge.cluster_ip,
+            log_level=config.log_level,
+            signup_enabled=config.signup_enabled,
+            database=DatabaseConnection(
+                host=fqdn(database.NAME), port=database.PORT, database=database.DATABASE,
+                user=database.USER, credentials_secret=db.credentials_secret,
+            ),
+            certificate=pki.certificates["portus"],
+            token_key_pem=pki.token_key_pem,
+            trust_bundle=namespace.trust_bundle,
+            registry=RegistryRecord(
+                name=REGISTRY_RECORD_NAME,
+                hostname=f"{fqdn(registry.NAME)}:{registry.LISTEN_PORT}",
+                external_hostname=config.registry_address,
+            ),
+            admin_username=config.admin_username,
+            admin_email=config.admin_email,
+        ), pulumi.ResourceOptions(parent=self, depends_on=[db, reg]))
+
+        if config.exposure.mode is Exposure.INGRESS:
+            assert config.exposure.ingress_class_name
+            PublicIngress("ingress", PublicIngressArgs(
+                namespace=namespace.name,
+                ingress_class_name=config.exposure.ingress_class_name,
+                hosts=config.public_hosts,
+                tls_secret=edge.tls_secret_name,
+                proxy_service=edge.service_name,
+                proxy_port=config.exposure.port,
+                proxy_tls_name=fqdn(proxy.NAME),
+                ca_secret=namespace.ca_secret,
+            ), child)
+        NetworkPolicies("network", NetworkPoliciesArgs(
+            namespace=namespace.name,
+            edge_namespace=config.exposure.ingress_controller_namespace,
+        ), child)
+
+        self.portal_url = config.portal_url
+        self.registry_address = config.registry_address
+        self.ca_cert_pem = pki.ca_cert_pem
+        self.admin_username = config.admin_username
+        self.admin_password = web.admin_password
+        self.docker_login = f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
+        self.ca_install_paths = ca_install_paths(config.registry_address)
+        self.nginx_conf = edge.nginx_conf
+        self.registry_config = reg.config_yaml
+        self.register_outputs({
+            "portalUrl": self.portal_url,
+            "registryHost": self.registry_address,
+            "caCertificate": self.ca_cert_pem,
+            "adminUsername": self.admin_username,
+            "adminPassword": self.admin_password,
+        })

@@ -1,0 +1,389 @@
+"""Portus: the web UI and token service, the background worker, the database migration Job that runs
+before they roll, and the bootstrap Job that finishes the setup without the web UI.
+
+The image's own entrypoint (``/init``) is bypassed on purpose, for three reasons found in its source:
+it runs ``update-ca-certificates`` as root (so it cannot run non-root); it treats a database with pending
+migrations as empty and runs ``rake db:setup``, which drops every table on upgrade; and at log level
+``debug`` it prints the environment, secrets included. The containers run ``portusctl exec`` directly with
+the environment ``/init`` would have set, and the migration Job runs the idempotent
+``rake portus:db:configure`` (create, migrate, or load schema and seed) before any Portus pod rolls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.config import ResourceSpec
+from components.database import PASSWORD_KEY, generated_password
+from components.pki import ServerCertificate
+
+NAME = "portus"
+BACKGROUND_NAME = "portus-background"
+COMPONENT = "portus"
+PORT = 3000
+PING_PATH = "/api/v1/_ping"
+APP_DIR = "/srv/Portus"
+TLS_DIR = "/etc/portus/tls"
+TOKEN_KEY_FILE = "/etc/portus/token/token.key"
+TRUST_DIR = "/etc/portus/trust"
+CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
+BOOTSTRAP_DIR = "/etc/portus/bootstrap"
+BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.rb"
+# The openSUSE image's `wwwrun` user and `www` group, which own Portus's writable directories.
+RUN_AS = kube.RunAs(user=30, group=8)
+SECRET_KEY_BASE_KEY = "secret-key-base"
+PORTUS_PASSWORD_KEY = "portus-password"
+ADMIN_PASSWORD_KEY = "admin-password"
+
+
+@dataclass
+class DatabaseConnection:
+    host: str
+    port: int
+    database: str
+    user: str
+    credentials_secret: pulumi.Input[str]
+    """Secret whose ``password`` key is the user's password."""
+
+
+@dataclass
+class RegistryRecord:
+    """What Portus stores about its registry; the token service matches ``service`` against these."""
+
+    name: str
+    hostname: str
+    """``host:port`` Portus itself uses to reach the registry inside the cluster."""
+    external_hostname: str
+    """``host[:port]`` Docker clients push to: the registry's token ``service``."""
+
+
+@dataclass
+class PortusArgs:
+    namespace: pulumi.Input[str]
+    image: str
+    replicas: int
+    web_resources: ResourceSpec
+    background_resources: ResourceSpec
+    fqdn: str
+    """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
+    public_hosts: list[str]
+    proxy_cluster_ip: pulumi.Input[str]
+    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too."""
+    log_level: str
+    signup_enabled: bool
+    database: DatabaseConnection
+    certificate: ServerCertificate
+    token_key_pem: pulumi.Input[str]
+    trust_bundle: pulumi.Input[str]
+    registry: RegistryRecord
+    admin_username: str
+    admin_email: str
+
+
+def _job_suffix(*inputs: str) -> str:
+    """Jobs are immutable: a new name per set of inputs makes Pulumi replace (and so re-run) them."""
+    return hashlib.sha256("\0".join(inputs).encode()).hexdigest()[:10]
+
+
+class Portus(pulumi.ComponentResource):
+    service: k8s.core.v1.Service
+    admin_password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PortusArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("portus:portus:Portus", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        version = kube.image_version(args.image)
+
+        secret_key_base = random.RandomId(
+            f"{name}-secret-key-base", byte_length=64,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["hex", "b64Std", "b64Url", "dec"]),
+        )
+        portus_password = generated_password(f"{name}-portus-password", 32, self)
+        admin_password = generated_password(f"{name}-admin-password", 24, self)
+        self.admin_password = pulumi.Output.secret(admin_password.result)
+        secrets = k8s.core.v1.Secret(
+            f"{name}-secrets",
+            metadata=kube.metadata(f"{NAME}-secrets", args.namespace, COMPONENT),
+            type="Opaque",
+            string_data={
+                # Rails' typical 128 hex characters.
+                SECRET_KEY_BASE_KEY: pulumi.Output.secret(secret_key_base.hex),
+                PORTUS_PASSWORD_KEY: portus_password.result,
+                ADMIN_PASSWORD_KEY: admin_password.result,
+                "token.key": args.token_key_pem,
+            },
+            opts=child,
+        )
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls",
+            metadata=kube.metadata(f"{NAME}-tls", args.namespace, COMPONENT),
+            type="kubernetes.io/tls",
+            string_data={"tls.crt": args.certificate.cert_pem, "tls.key": args.certificate.private_key_pem},
+            opts=child,
+        )
+        bootstrap_script = BOOTSTRAP_SCRIPT.read_text()
+        bootstrap_config = k8s.core.v1.ConfigMap(
+            f"{name}-bootstrap",
+            metadata=kube.metadata(f"{NAME}-bootstrap", args.namespace, COMPONENT),
+            data={BOOTSTRAP_SCRIPT.name: bootstrap_script},
+            opts=child,
+        )
+        account = kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child)
+
+        common_env = [
+            *kube.env({
+                # What /init exports before it starts anything.
+                "RAILS_ENV": "production",
+                "RACK_ENV": "production",
+                "CCONFIG_PREFIX": "PORTUS",
+                "HOME": "/tmp",
+                "PORTUS_MACHINE_FQDN_VALUE": args.fqdn,
+                "PORTUS_DB_ADAPTER": "mysql2",
+                "PORTUS_DB_HOST": args.database.host,
+                "PORTUS_DB_PORT": str(args.database.port),
+                "PORTUS_DB_DATABASE": args.database.database,
+                "PORTUS_DB_USERNAME": args.database.user,
+                "PORTUS_DB_POOL": "5",
+                "PORTUS_KEY_PATH": TOKEN_KEY_FILE,
+                "PORTUS_LOG_LEVEL": args.log_level,
+                "PORTUS_SIGNUP_ENABLED": str(args.signup_enabled).lower(),
+                # The bootstrap Job creates the administrator: a stranger's first sign-up must not.
+                "PORTUS_FIRST_USER_ADMIN_ENABLED": "false",
+                "PORTUS_ANONYMOUS_BROWSING_ENABLED": "false",
+                "PORTUS_DELETE_ENABLED": "true",
+                "PORTUS_CHECK_SSL_USAGE_ENABLED": "true",
+                # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
+                "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
+            }),
+            kube.secret_env("PORTUS_DB_PASSWORD", args.database.credentials_secret, PASSWORD_KEY),
+            kube.secret_env("PORTUS_SECRET_KEY_BASE", secrets.metadata.name, SECRET_KEY_BASE_KEY),
+            kube.secret_env("PORTUS_PASSWORD", secrets.metadata.name, PORTUS_PASSWORD_KEY),
+        ]
+        common_mounts = [
+            k8s.core.v1.VolumeMountArgs(name="secrets", mount_path=TOKEN_KEY_FILE, sub_path="token.key",
+                                        read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="app-tmp", mount_path=f"{APP_DIR}/tmp"),
+            k8s.core.v1.VolumeMountArgs(name="app-log", mount_path=f"{APP_DIR}/log"),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ]
+        common_volumes = [
+            k8s.core.v1.VolumeArgs(
+                name="secrets",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=secrets.metadata.name, default_mode=0o440,
+                    items=[k8s.core.v1.KeyToPathArgs(key="token.key", path="token.key")],
+                ),
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="trust", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=args.trust_bundle)
+            ),
+            kube.empty_dir("ca-bundle", "8Mi"),
+            kube.empty_dir("app-tmp", "512Mi"),
+            kube.empty_dir("app-log", "256Mi"),
+            kube.empty_dir("tmp", "256Mi"),
+        ]
+        # The system roots plus the platform CA, assembled without root (update-ca-certificates needs it).
+        trust_init = k8s.core.v1.ContainerArgs(
+            name="ca-bundle",
+            image=args.image,
+            command=[
+                "sh", "-c",
+                f"cat /var/lib/ca-certificates/ca-bundle.pem {TRUST_DIR}/ca.crt > {CA_BUNDLE_DIR}/ca-bundle.pem",
+            ],
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR),
+            ],
+            resources=kube.resources(ResourceSpec("10m", "16Mi", "100m", "64Mi")),
+            security_context=kube.restricted_container_security(),
+        )
+        host_aliases = [k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)]
+
+        def pod_spec(containers: list[k8s.core.v1.ContainerArgs], restart_policy: str | None = None,
+                     extra_volumes: list[k8s.core.v1.VolumeArgs] | None = None) -> k8s.core.v1.PodSpecArgs:
+            return k8s.core.v1.PodSpecArgs(
+                service_account_name=account.metadata.name,
+                automount_service_account_token=False,
+                security_context=RUN_AS.pod_security_context(),
+                host_aliases=host_aliases,
+                init_containers=[trust_init],
+                containers=containers,
+                volumes=[*common_volumes, *(extra_volumes or [])],
+                restart_policy=restart_policy,
+            )
+
+        def task_job(resource_name: str, job_name: str, component: str, command: list[str],
+                     extra_env: list[k8s.core.v1.EnvVarArgs], extra_mounts: list[k8s.core.v1.VolumeMountArgs],
+                     extra_volumes: list[k8s.core.v1.VolumeArgs], depends_on: list[pulumi.Resource],
+                     annotations: dict[str, pulumi.Input[str]]) -> k8s.batch.v1.Job:
+            return k8s.batch.v1.Job(
+                resource_name,
+                metadata=kube.metadata(job_name, args.namespace, component, version),
+                spec=k8s.batch.v1.JobSpecArgs(
+                    backoff_limit=6,
+                    active_deadline_seconds=1800,
+                    template=k8s.core.v1.PodTemplateSpecArgs(
+                        metadata=k8s.meta.v1.ObjectMetaArgs(
+                            labels=kube.labels(job_name, component, version), annotations=annotations
+                        ),
+                        spec=pod_spec(
+                            [k8s.core.v1.ContainerArgs(
+                                name=component,
+                                image=args.image,
+                                command=command,
+                                env=[*common_env, *extra_env],
+                                volume_mounts=[*common_mounts, *extra_mounts],
+                                resources=kube.resources(args.background_resources),
+                                security_context=kube.restricted_container_security(),
+                            )],
+                            restart_policy="OnFailure",
+                            extra_volumes=extra_volumes,
+                        ),
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True),
+            )
+
+        # Runs (and is awaited by Pulumi) before web and background pods roll onto a new image.
+        migration = task_job(
+            f"{name}-migrate", f"{NAME}-migrate-{_job_suffix(args.image)}", "migration",
+            ["portusctl", "exec", "rake", "portus:db:configure"], [], [], [], [secrets], {},
+        )
+
+        web_env = [
+            *common_env,
+            *kube.env({
+                "PORTUS_PUMA_HOST": f"0.0.0.0:{PORT}",
+                "PORTUS_PUMA_TLS_KEY": f"{TLS_DIR}/tls.key",
+                "PORTUS_PUMA_TLS_CERT": f"{TLS_DIR}/tls.crt",
+                "PORTUS_PUMA_WORKERS": "2",
+                "PORTUS_PUMA_MAX_THREADS": "4",
+                # No shared volume with the proxy: Puma serves the precompiled assets itself.
+                "RAILS_SERVE_STATIC_FILES": "true",
+            }),
+        ]
+        pod_annotations = {
+            "checksum/secret": kube.checksum(
+                secret_key_base.hex, portus_password.result, args.token_key_pem,
+                args.certificate.cert_pem, args.certificate.private_key_pem,
+            ),
+        }
+        web = k8s.apps.v1.Deployment(
+            name,
+            metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=kube.labels(NAME, COMPONENT, version), annotations=pod_annotations
+                    ),
+                    spec=pod_spec(
+                        [k8s.core.v1.ContainerArgs(
+                            name=NAME,
+                            image=args.image,
+                            # The same command /init runs, without its database handling.
+                            command=["portusctl", "exec", f"pumactl -F {APP_DIR}/config/puma.rb start"],
+                            ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=PORT)],
+                            env=web_env,
+                            volume_mounts=[
+                                *common_mounts,
+                                k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
+                            ],
+                            # Puma boots Rails and checks assets: minutes on a cold node.
+                            startup_probe=kube.https_probe(PING_PATH, "https", period=10, failures=60),
+                            readiness_probe=kube.https_probe(PING_PATH, "https", period=10),
+                            liveness_probe=kube.https_probe(PING_PATH, "https", period=20, failures=6),
+                            resources=kube.resources(args.web_resources),
+                            security_context=kube.restricted_container_security(),
+                        )],
+                        extra_volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="tls",
+                                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                    secret_name=tls_secret.metadata.name, default_mode=0o440
+                                ),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+        )
+        if args.replicas > 1:
+            kube.disruption_budget(f"{name}-pdb", NAME, args.namespace, COMPONENT,
+                                   pulumi.ResourceOptions(parent=self, depends_on=[web]))
+
+        # The background worker has no port to probe: it is the container's only process, so the
+        # container exits (and is restarted) when it fails.
+        k8s.apps.v1.Deployment(
+            f"{name}-background",
+            metadata=kube.metadata(BACKGROUND_NAME, args.namespace, "background", version),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                # Two workers would process the same registry events twice.
+                replicas=1,
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(BACKGROUND_NAME)),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=kube.labels(BACKGROUND_NAME, "background", version), annotations=pod_annotations
+                    ),
+                    spec=pod_spec([k8s.core.v1.ContainerArgs(
+                        name="background",
+                        image=args.image,
+                        command=["portusctl", "exec", "rails", "r", f"{APP_DIR}/bin/background.rb"],
+                        env=[*common_env, *kube.env({"PORTUS_BACKGROUND": "true"})],
+                        volume_mounts=common_mounts,
+                        resources=kube.resources(args.background_resources),
+                        security_context=kube.restricted_container_security(),
+                    )]),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+        )
+
+        self.service = kube.cluster_ip_service(
+            f"{name}-svc", NAME, args.namespace, COMPONENT,
+            [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
+            child,
+        )
+
+        record = args.registry
+        task_job(
+            f"{name}-bootstrap",
+            f"{NAME}-bootstrap-"
+            + _job_suffix(bootstrap_script, args.image, args.admin_username, args.admin_email,
+                          record.name, record.hostname, record.external_hostname),
+            "bootstrap",
+            ["portusctl", "exec", "rails", "r", f"{BOOTSTRAP_DIR}/{BOOTSTRAP_SCRIPT.name}"],
+            [
+                *kube.env({
+                    "BOOTSTRAP_ADMIN_USERNAME": args.admin_username,
+                    "BOOTSTRAP_ADMIN_EMAIL": args.admin_email,
+                    "BOOTSTRAP_REGISTRY_NAME": record.name,
+                    "BOOTSTRAP_REGISTRY_HOSTNAME": record.hostname,
+                    "BOOTSTRAP_REGISTRY_EXTERNAL_HOSTNAME": record.external_hostname,
+                }),
+                kube.secret_env("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
+            ],
+            [k8s.core.v1.VolumeMountArgs(name="bootstrap", mount_path=BOOTSTRAP_DIR, read_only=True)],
+            [k8s.core.v1.VolumeArgs(
+                name="bootstrap",
+                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=bootstrap_config.metadata.name),
+            )],
+            [migration],
+            {"checksum/script": kube.checksum(bootstrap_script)},
+        )
+        self.register_outputs({"serviceName": self.service.metadata.name})

@@ -1,0 +1,188 @@
+"""Docker Distribution registry: Deployment, Service, its image store and its generated config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.config import ResourceSpec, StorageConfig
+from components.pki import ServerCertificate
+from components.registry_config import (
+    CONFIG_DIR,
+    CONFIG_FILE,
+    DEBUG_PORT,
+    HEALTH_PATH,
+    LISTEN_PORT,
+    STORAGE_ROOT,
+    TLS_DIR,
+    TOKEN_CERT_FILE,
+    RegistrySettings,
+    render_registry_config,
+)
+
+NAME = "registry"
+COMPONENT = "registry"
+TRUST_DIR = "/etc/ssl/portus"
+# The registry binary needs no privileges; any non-root identity that owns the volume works.
+RUN_AS = kube.RunAs(user=1000, group=1000)
+
+
+@dataclass
+class RegistryArgs:
+    namespace: pulumi.Input[str]
+    image: str
+    resources: ResourceSpec
+    storage: StorageConfig
+    settings: RegistrySettings
+    certificate: ServerCertificate
+    token_cert_pem: pulumi.Input[str]
+    http_secret: pulumi.Output[str]
+    trust_bundle: pulumi.Input[str]
+    """Name of the ConfigMap holding the platform CA (``ca.crt``)."""
+
+
+class Registry(pulumi.ComponentResource):
+    service_name: pulumi.Output[str]
+    claim_name: pulumi.Output[str]
+    config_yaml: str
+
+    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("portus:registry:Registry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        version = kube.image_version(args.image)
+        self.config_yaml = render_registry_config(args.settings)
+
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=kube.metadata(f"{NAME}-config", args.namespace, COMPONENT),
+            data={CONFIG_FILE: self.config_yaml, TOKEN_CERT_FILE: args.token_cert_pem},
+            opts=child,
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata=kube.metadata(f"{NAME}-secret", args.namespace, COMPONENT),
+            type="Opaque",
+            string_data={"http-secret": args.http_secret},
+            opts=child,
+        )
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls",
+            metadata=kube.metadata(f"{NAME}-tls", args.namespace, COMPONENT),
+            type="kubernetes.io/tls",
+            string_data={"tls.crt": args.certificate.cert_pem, "tls.key": args.certificate.private_key_pem},
+            opts=child,
+        )
+
+        if args.storage.registry_existing_claim:
+            self.claim_name = pulumi.Output.from_input(args.storage.registry_existing_claim)
+        else:
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-data",
+                metadata=kube.metadata(f"{NAME}-data", args.namespace, COMPONENT),
+                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                    access_modes=["ReadWriteOnce"],
+                    storage_class_name=args.storage.storage_class,
+                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                        requests={"storage": args.storage.registry_size}
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    retain_on_delete=args.storage.keep_on_destroy,
+                    # Binding happens when the first pod mounts the claim (WaitForFirstConsumer classes).
+                ),
+            )
+            self.claim_name = claim.metadata.name
+
+        account = kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child)
+        container = k8s.core.v1.ContainerArgs(
+            name=NAME,
+            image=args.image,
+            args=["serve", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+            ports=[
+                k8s.core.v1.ContainerPortArgs(name="https", container_port=LISTEN_PORT),
+                k8s.core.v1.ContainerPortArgs(name="debug", container_port=DEBUG_PORT),
+            ],
+            env=[
+                kube.secret_env("REGISTRY_HTTP_SECRET", secret.metadata.name, "http-secret"),
+                # Go adds these roots to the system ones: notifications to Portus are verified.
+                k8s.core.v1.EnvVarArgs(name="SSL_CERT_DIR", value=f"/etc/ssl/certs:{TRUST_DIR}"),
+            ],
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="data", mount_path=STORAGE_ROOT),
+            ],
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port="debug"),
+                period_seconds=10, failure_threshold=3, timeout_seconds=5,
+            ),
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port="debug"),
+                period_seconds=20, failure_threshold=6, timeout_seconds=5,
+            ),
+            resources=kube.resources(args.resources),
+            security_context=kube.restricted_container_security(),
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}",
+            metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # One ReadWriteOnce volume: the old pod must let go of it before the new one starts.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=kube.labels(NAME, COMPONENT, version),
+                        annotations={
+                            "checksum/config": kube.checksum(self.config_yaml, args.token_cert_pem),
+                            "checksum/secret": kube.checksum(
+                                args.http_secret, args.certificate.cert_pem, args.certificate.private_key_pem
+                            ),
+                        },
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        automount_service_account_token=False,
+                        security_context=RUN_AS.pod_security_context(),
+                        containers=[container],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="config",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=config.metadata.name),
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name="tls",
+                                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                    secret_name=tls_secret.metadata.name, default_mode=0o440
+                                ),
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name="trust",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=args.trust_bundle),
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name="data",
+                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=self.claim_name
+                                ),
+                            ),
+                        ],
+                    ),
+                ),
+            ),
+            opts=child,
+        )
+        service = kube.cluster_ip_service(
+            f"{name}-svc", NAME, args.namespace, COMPONENT,
+            [k8s.core.v1.ServicePortArgs(name="https", port=LISTEN_PORT, target_port="https",
+                                         app_protocol="https")],
+            child,
+        )
+        self.service_name = service.metadata.name
+        self.register_outputs({"serviceName": self.service_name, "claimName": self.claim_name})
