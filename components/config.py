@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 import pulumi
@@ -30,7 +30,7 @@ class ConfigError(pulumi.RunError):
         self.key = key
 
 
-class Exposure(str, Enum):
+class Exposure(StrEnum):
     INGRESS = "ingress"
     NODE_PORT = "nodePort"
     LOAD_BALANCER = "loadBalancer"
@@ -321,6 +321,12 @@ KEYS: tuple[Key, ...] = (
 )
 
 
+_RESOURCE_FIELDS = {
+    ("requests", "cpu"): "cpu_request", ("requests", "memory"): "memory_request",
+    ("limits", "cpu"): "cpu_limit", ("limits", "memory"): "memory_limit",
+}
+
+
 def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
     resources = dict(DEFAULT_RESOURCES)
     for workload, override in raw.items():
@@ -329,21 +335,17 @@ def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
             raise ConfigError(path, override, "workload must be one of " + ", ".join(WORKLOADS))
         if not isinstance(override, dict) or set(override) - {"requests", "limits"}:
             raise ConfigError(path, override, "an object with 'requests' and/or 'limits'")
-        spec = {
-            "cpu_request": resources[workload].cpu_request, "memory_request": resources[workload].memory_request,
-            "cpu_limit": resources[workload].cpu_limit, "memory_limit": resources[workload].memory_limit,
-        }
-        for kind in ("requests", "limits"):
-            values = override.get(kind, {})
+        changes: dict[str, str] = {}
+        for kind, values in override.items():
             if not isinstance(values, dict) or set(values) - {"cpu", "memory"}:
                 raise ConfigError(f"{path}.{kind}", values, "an object with 'cpu' and/or 'memory'")
-            for resource, parse in (("cpu", _cpu_quantity), ("memory", _byte_quantity)):
-                if resource in values:
-                    try:
-                        spec[f"{resource}_{kind[:-1] if kind == 'requests' else 'limit'}"] = parse(values[resource])
-                    except ValueError as allowed:
-                        raise ConfigError(f"{path}.{kind}.{resource}", values[resource], str(allowed)) from None
-        resources[workload] = ResourceSpec(**spec)
+            for resource, value in values.items():
+                parse = _cpu_quantity if resource == "cpu" else _byte_quantity
+                try:
+                    changes[_RESOURCE_FIELDS[kind, resource]] = parse(value)
+                except ValueError as allowed:
+                    raise ConfigError(f"{path}.{kind}.{resource}", value, str(allowed)) from None
+        resources[workload] = replace(resources[workload], **changes)
     for workload, spec in resources.items():
         for resource, request, limit in (
             ("cpu", spec.cpu_request, spec.cpu_limit), ("memory", spec.memory_request, spec.memory_limit),

@@ -120,7 +120,8 @@ def env(values: Mapping[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
 
 def service_dns_names(service: str, namespace: str, cluster_domain: str) -> list[str]:
     """Every name an in-cluster client may use for a Service: each must be in its certificate."""
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.{cluster_domain}"]
+    qualified = f"{service}.{namespace}"
+    return [service, qualified, f"{qualified}.svc", f"{qualified}.svc.{cluster_domain}"]
 
 
 def service_fqdn(service: str, namespace: str, cluster_domain: str) -> str:

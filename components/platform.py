@@ -155,7 +155,9 @@ class PortusPlatform(pulumi.ComponentResource):
         self.ca_cert_pem = pki.ca_cert_pem
         self.admin_username = config.admin_username
         self.admin_password = web.admin_password
-        self.docker_login = f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
+        self.docker_login = (
+            f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
+        )
         self.ca_install_paths = ca_install_paths(config.registry_address)
         self.nginx_conf = edge.nginx_conf
         self.registry_config = reg.config_yaml

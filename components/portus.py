@@ -114,7 +114,7 @@ class Portus(pulumi.ComponentResource):
             type="Opaque",
             string_data={
                 # Rails' typical 128 hex characters.
-                SECRET_KEY_BASE_KEY: pulumi.Output.secret(secret_key_base.hex),
+                SECRET_KEY_BASE_KEY: secret_key_base.hex,
                 PORTUS_PASSWORD_KEY: portus_password.result,
                 ADMIN_PASSWORD_KEY: admin_password.result,
                 "token.key": args.token_key_pem,

@@ -9,7 +9,15 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.config import Exposure, ResourceSpec
-from components.nginx_conf import HEALTH_PATH, LISTEN_PORT, RUNTIME_DIR, TLS_DIR, TRUST_FILE, NginxSettings, render_nginx_conf
+from components.nginx_conf import (
+    HEALTH_PATH,
+    LISTEN_PORT,
+    RUNTIME_DIR,
+    TLS_DIR,
+    TRUST_FILE,
+    NginxSettings,
+    render_nginx_conf,
+)
 from components.pki import ServerCertificate
 
 NAME = "proxy"

@@ -1,0 +1,54 @@
+"""Rendered stacks shared by the tests: each is one run of the real program under the doubles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.render import Rendered, load_stack_file, render_stack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The smallest valid stack: only the required keys.
+MINIMAL_CONFIG: dict[str, object] = {"host": "portus.example.com", "adminEmail": "admin@example.com"}
+
+
+def stack_config(name: str) -> dict[str, object]:
+    config, _project, _stack = load_stack_file(REPO_ROOT / f"Pulumi.{name}.yaml")
+    return config
+
+
+@pytest.fixture(scope="session")
+def render() -> Callable[[Mapping[str, object]], Rendered]:
+    """Renders a config, once per distinct config in the whole test session."""
+    cache: dict[str, Rendered] = {}
+
+    def render_once(config: Mapping[str, object]) -> Rendered:
+        key = repr(sorted(config.items()))
+        if key not in cache:
+            cache[key] = render_stack(config)
+        return cache[key]
+
+    return render_once
+
+
+@pytest.fixture(scope="session")
+def dev(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    return render(stack_config("dev"))
+
+
+@pytest.fixture(scope="session")
+def prod(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    return render(stack_config("prod"))
+
+
+@pytest.fixture(scope="session")
+def node_port(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    return render({**MINIMAL_CONFIG, "exposure": "nodePort", "publicPort": 31443})
+
+
+@pytest.fixture(scope="session")
+def load_balancer(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    return render({**MINIMAL_CONFIG, "exposure": "loadBalancer", "registryHost": "registry.example.com"})

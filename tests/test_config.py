@@ -1,0 +1,122 @@
+"""Bad stack config stops the program before any resource, with one line that names the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import KEYS, PROJECT, parse_config
+from tests.conftest import MINIMAL_CONFIG, REPO_ROOT
+
+_REMOVE = object()
+
+# (what is wrong, overrides of the minimal valid config, the key the message must name)
+BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
+    ("missing host", {"host": _REMOVE}, "host"),
+    ("host with scheme", {"host": "https://portus.example.com"}, "host"),
+    ("host with port", {"host": "portus.example.com:443"}, "host"),
+    ("host with underscore and capitals", {"host": "Portus_Example.com"}, "host"),
+    ("host is an IP address", {"host": "10.0.0.1"}, "host"),
+    ("registry host with an empty label", {"registryHost": "registry..example.com"}, "registryHost"),
+    ("missing admin e-mail", {"adminEmail": _REMOVE}, "adminEmail"),
+    ("malformed admin e-mail", {"adminEmail": "not-an-email"}, "adminEmail"),
+    ("admin user name too short", {"adminUsername": "ad"}, "adminUsername"),
+    ("admin user name reserved by Portus", {"adminUsername": "portus"}, "adminUsername"),
+    ("namespace with capitals", {"namespace": "Portus"}, "namespace"),
+    ("namespace longer than a DNS label", {"namespace": "a" * 64}, "namespace"),
+    ("unknown exposure mode", {"exposure": "clusterIP"}, "exposure"),
+    ("port zero", {"publicPort": 0}, "publicPort"),
+    ("port out of range", {"publicPort": 70000}, "publicPort"),
+    ("port of the wrong type", {"publicPort": "https"}, "publicPort"),
+    ("node port outside the node port range", {"exposure": "nodePort", "publicPort": 443}, "publicPort"),
+    ("nodePort mode with an ingress class", {"exposure": "nodePort", "ingressClassName": "nginx"},
+     "ingressClassName"),
+    ("loadBalancer mode with an ingress controller namespace",
+     {"exposure": "loadBalancer", "ingressControllerNamespace": "ingress-nginx"}, "ingressControllerNamespace"),
+    ("negative registry size", {"registryStorageSize": "-5Gi"}, "registryStorageSize"),
+    ("zero database size", {"databaseStorageSize": "0"}, "databaseStorageSize"),
+    ("size that is no quantity", {"registryStorageSize": "lots"}, "registryStorageSize"),
+    ("existing claim together with a size",
+     {"registryExistingClaim": "old-registry-data", "registryStorageSize": "50Gi"}, "registryStorageSize"),
+    ("storage class with an underscore", {"storageClass": "fast_ssd"}, "storageClass"),
+    ("unpinned image", {"portusImage": "opensuse/portus"}, "portusImage"),
+    ("image pinned to latest", {"registryImage": "registry:latest"}, "registryImage"),
+    ("boolean that is not one", {"keepDataOnDestroy": "maybe"}, "keepDataOnDestroy"),
+    ("signup flag that is not a boolean", {"signupEnabled": "yes"}, "signupEnabled"),
+    ("zero replicas", {"portusReplicas": 0}, "portusReplicas"),
+    ("too many proxy replicas", {"proxyReplicas": 11}, "proxyReplicas"),
+    ("unknown log level", {"logLevel": "verbose"}, "logLevel"),
+    ("resources for an unknown workload", {"resources": {"web": {"limits": {"cpu": "1"}}}}, "resources.web"),
+    ("negative CPU request", {"resources": {"portus": {"requests": {"cpu": "-1"}}}},
+     "resources.portus.requests.cpu"),
+    ("request above its limit", {"resources": {"registry": {"requests": {"memory": "4Gi"}}}},
+     "resources.registry.requests.memory"),
+    ("unknown resource field", {"resources": {"proxy": {"requests": {"gpu": "1"}}}}, "resources.proxy.requests"),
+    ("resources that are not an object", {"resources": "big"}, "resources"),
+    ("cluster domain with an underscore", {"clusterDomain": "cluster_local"}, "clusterDomain"),
+    ("misspelled key", {"hostname": "portus.example.com"}, "hostname"),
+]
+
+
+def _config(overrides: dict[str, object]) -> dict[str, object]:
+    merged = {**MINIMAL_CONFIG, **overrides}
+    return {key: value for key, value in merged.items() if value is not _REMOVE}
+
+
+def test_table_is_large_enough() -> None:
+    assert len(BAD_CONFIGS) >= 25
+
+
+@pytest.mark.parametrize(("problem", "overrides", "key"), BAD_CONFIGS, ids=[case[0] for case in BAD_CONFIGS])
+def test_render_rejects_bad_config(problem: str, overrides: dict[str, object], key: str, tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.bad.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in _config(overrides).items()}}))
+    # The renderer reads Pulumi.yaml beside the stack file, as the CLI does.
+    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    out_dir = tmp_path / "out"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.render", str(stack_file), str(out_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert key in lines[0], lines[0]
+    assert not out_dir.exists() or not any(out_dir.iterdir()), "objects were written for a rejected config"
+
+
+def test_message_names_key_value_and_what_is_allowed() -> None:
+    with pytest.raises(Exception) as error:
+        parse_config({**MINIMAL_CONFIG, "exposure": "clusterIP"})
+    assert str(error.value) == (
+        "config error: portus:exposure = 'clusterIP': one of ingress, nodePort, loadBalancer"
+    )
+
+
+def test_pulumi_yaml_declares_every_key_with_its_type_and_default() -> None:
+    declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(declared) == {key.name for key in KEYS}
+    for key in KEYS:
+        assert declared[key.name]["description"] == key.description
+        assert declared[key.name].get("type") == key.yaml_type, key.name
+        if "default" in declared[key.name]:
+            assert declared[key.name]["default"] == key.default, key.name
+
+
+def test_defaults_of_a_minimal_config() -> None:
+    config = parse_config(MINIMAL_CONFIG)
+    assert config.exposure.mode.value == "ingress"
+    assert config.exposure.port == 443
+    assert config.registry_address == "portus.example.com"
+    assert config.storage.keep_on_destroy is True
+    assert config.storage.registry_size == "20Gi"
+    node_port = parse_config({**MINIMAL_CONFIG, "exposure": "nodePort"})
+    assert node_port.exposure.port == 30443
+    assert node_port.registry_address == "portus.example.com:30443"
