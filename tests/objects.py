@@ -1,0 +1,74 @@
+"""Small readers for rendered Kubernetes objects, so tests state intent rather than dict paths."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import yaml
+
+from tests.render import Rendered
+
+Obj = dict[str, Any]
+
+
+def get(rendered: Rendered, kind: str, name: str) -> Obj:
+    matches = [o for o in rendered.objects_of(kind) if o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def named_prefix(rendered: Rendered, kind: str, prefix: str) -> Obj:
+    matches = [o for o in rendered.objects_of(kind) if o["metadata"]["name"].startswith(prefix)]
+    assert len(matches) == 1, f"expected one {kind}/{prefix}*, found {len(matches)}"
+    return matches[0]
+
+
+def pod_spec(workload: Obj) -> Obj:
+    spec: Obj = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def all_containers(workload: Obj) -> list[Obj]:
+    spec = pod_spec(workload)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def container(workload: Obj, name: str | None = None) -> Obj:
+    containers = pod_spec(workload)["containers"]
+    if name is None:
+        assert len(containers) == 1
+        return containers[0]
+    return next(c for c in containers if c["name"] == name)
+
+
+def env(container_spec: Obj) -> dict[str, Any]:
+    """Plain values as strings; values from Secrets as ``("secret", name, key)``."""
+    result: dict[str, Any] = {}
+    for item in container_spec.get("env", []):
+        if "value" in item:
+            result[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            result[item["name"]] = ("secret", ref["name"], ref["key"])
+    return result
+
+
+def secret_data(secret: Obj) -> dict[str, str]:
+    data = {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+    return {**data, **secret.get("stringData", {})}
+
+
+def mount_of(workload: Obj, container_spec: Obj, source_kind: str, source_name: str) -> str:
+    """Where ``container_spec`` mounts the ConfigMap/Secret ``source_name`` (the directory or file)."""
+    field = {"ConfigMap": "configMap", "Secret": "secret"}[source_kind]
+    name_key = "name" if source_kind == "ConfigMap" else "secretName"
+    volumes = [v["name"] for v in pod_spec(workload)["volumes"] if v.get(field, {}).get(name_key) == source_name]
+    mounts = [m["mountPath"] for m in container_spec.get("volumeMounts", []) if m["name"] in volumes]
+    assert mounts, f"{container_spec['name']} does not mount {source_kind}/{source_name}"
+    return mounts[0]
+
+
+def registry_config(rendered: Rendered) -> Obj:
+    config: Obj = yaml.safe_load(get(rendered, "ConfigMap", "registry-config")["data"]["config.yml"])
+    return config
