@@ -1,0 +1,303 @@
+"""What a security review and an on-call engineer check: restricted pods, probes, rollouts, network
+isolation, secrets that stay secret, and data that no upgrade can replace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+import yaml
+
+from components import network
+from tests.conftest import stack_config
+from tests.objects import Obj, all_containers, container, get, named_prefix, pod_spec
+from tests.render import Rendered
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+# Containers that serve a port have probes; the background worker is its container's only process.
+PROBED = {"portus", "registry", "mariadb", "nginx"}
+
+
+def workloads(rendered: Rendered) -> Iterator[Obj]:
+    for kind in WORKLOAD_KINDS:
+        yield from rendered.objects_of(kind)
+
+
+@pytest.fixture(params=["dev", "prod", "node_port"])
+def stack(request: pytest.FixtureRequest) -> Rendered:
+    rendered: Rendered = request.getfixturevalue(request.param)
+    return rendered
+
+
+def test_every_container_is_restricted_non_root_with_a_read_only_root(stack: Rendered) -> None:
+    for workload in workloads(stack):
+        pod = pod_spec(workload)
+        name = workload["metadata"]["name"]
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True, name
+        assert security["runAsUser"] > 0 and security["runAsGroup"] > 0, name
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for spec in all_containers(workload):
+            context = spec["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, (name, spec["name"])
+            assert context["capabilities"] == {"drop": ["ALL"]}, (name, spec["name"])
+            assert context["readOnlyRootFilesystem"] is True, (name, spec["name"])
+            assert context["runAsNonRoot"] is True, (name, spec["name"])
+        claims = {t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])}
+        writable = claims | {v["name"] for v in pod["volumes"] if "emptyDir" in v or "persistentVolumeClaim" in v}
+        for spec in all_containers(workload):
+            for mount in spec.get("volumeMounts", []):
+                if mount["name"] not in writable:
+                    assert mount.get("readOnly") is True, (name, mount)
+
+
+def test_each_long_running_workload_has_its_own_service_account(stack: Rendered) -> None:
+    accounts = {o["metadata"]["name"]: o for o in stack.objects_of("ServiceAccount")}
+    used = [pod_spec(w)["serviceAccountName"] for w in workloads(stack) if w["kind"] != "Job"]
+    assert len(set(used)) >= 4
+    for name in used:
+        assert accounts[name]["automountServiceAccountToken"] is False
+    for workload in (get(stack, "Deployment", n) for n in ("proxy", "registry")):
+        assert pod_spec(workload)["serviceAccountName"] == workload["metadata"]["name"]
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard(stack: Rendered) -> None:
+    labels = stack.objects_of("Namespace")[0]["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_every_container_has_requests_and_limits(stack: Rendered) -> None:
+    for workload in workloads(stack):
+        for spec in all_containers(workload):
+            for kind in ("requests", "limits"):
+                assert set(spec["resources"][kind]) == {"cpu", "memory"}, (workload["metadata"]["name"], spec["name"])
+
+
+def test_resources_come_from_config(prod: Rendered) -> None:
+    resources = container(get(prod, "Deployment", "portus"))["resources"]
+    assert resources == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+
+
+def test_probes_match_each_program(stack: Rendered) -> None:
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in stack.objects_of(kind):
+            for spec in pod_spec(workload)["containers"]:
+                if spec["name"] in PROBED:
+                    assert "readinessProbe" in spec and "livenessProbe" in spec, spec["name"]
+    portus = container(get(stack, "Deployment", "portus"))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # _ping answers once Rails runs; /api/v1/health fails until a registry is set up.
+        assert portus[probe]["httpGet"] == {"path": "/api/v1/_ping", "port": "https", "scheme": "HTTPS"}
+    registry = container(get(stack, "Deployment", "registry"))
+    assert registry["readinessProbe"]["httpGet"]["path"] == "/debug/health"  # /v2/ answers 401
+    proxy = container(get(stack, "Deployment", "proxy"))
+    assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert "startupProbe" in container(get(stack, "StatefulSet", "mariadb"))
+
+
+def test_rollouts_suit_the_volumes_and_replicas(prod: Rendered) -> None:
+    assert get(prod, "Deployment", "registry")["spec"]["strategy"]["type"] == "Recreate"
+    budgets = {
+        o["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for o in prod.objects_of("PodDisruptionBudget")
+    }
+    multi = {w["metadata"]["name"] for w in prod.objects_of("Deployment") if w["spec"]["replicas"] > 1}
+    assert multi == {"portus", "proxy"}
+    assert budgets == multi
+
+
+def test_config_and_secret_changes_roll_the_pods(render: Callable[[Mapping[str, object]], Rendered]) -> None:
+    base = stack_config("prod")
+    changed = render({**base, "logLevel": "debug"})
+    original = render(base)
+    for name in ("proxy", "registry"):
+        before = get(original, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        after = get(changed, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        assert before["checksum/config"] != after["checksum/config"], name
+    for workload in workloads(original):
+        if workload["kind"] != "Job":
+            assert any(k.startswith("checksum/") for k in workload["spec"]["template"]["metadata"]["annotations"])
+
+
+def _policy_allows(rendered: Rendered, source: Mapping[str, str] | None, target: Mapping[str, str], port: int) -> bool:
+    """Whether the rendered policies let pods labelled ``source`` (None: outside) reach ``target`` on ``port``."""
+    def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+    def ports_match(rule: Mapping[str, Any]) -> bool:
+        return any(p["port"] == port for p in rule.get("ports", []))
+
+    policies = [p["spec"] for p in rendered.objects_of("NetworkPolicy")]
+    ingress_ok = any(
+        selects(p["podSelector"], target) and any(
+            ports_match(rule) and (
+                "from" not in rule or any(
+                    source is not None and "podSelector" in peer and selects(peer["podSelector"], source)
+                    for peer in rule["from"]
+                )
+            )
+            for rule in p.get("ingress", [])
+        )
+        for p in policies
+    )
+    egress_ok = source is None or any(
+        selects(p["podSelector"], source) and any(
+            ports_match(rule) and any("podSelector" in peer and selects(peer["podSelector"], target)
+                                      for peer in rule["to"])
+            for rule in p.get("egress", [])
+        )
+        for p in policies
+    )
+    return ingress_ok and egress_ok
+
+
+def test_network_policies_deny_by_default_and_allow_only_the_platform_flows(stack: Rendered) -> None:
+    default_deny = get(stack, "NetworkPolicy", "default-deny")["spec"]
+    assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    for flow in network.FLOWS:
+        if flow.source != "edge":
+            assert _policy_allows(stack, network.PEERS[flow.source], network.PEERS[flow.target], flow.port), flow
+    # Nothing the flows leave out: the proxy never reaches the database, the registry never the proxy.
+    assert not _policy_allows(stack, network.PEERS["proxy"], network.PEERS["database"], 3306)
+    assert not _policy_allows(stack, network.PEERS["registry"], network.PEERS["proxy"], 8443)
+    assert not _policy_allows(stack, network.PEERS["bootstrap"], network.PEERS["portus"], 3000)
+    dns = get(stack, "NetworkPolicy", "allow-dns")["spec"]["egress"][0]
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+
+
+def test_edge_traffic_comes_only_from_the_ingress_controller(dev: Rendered, node_port: Rendered) -> None:
+    proxy_rules = get(dev, "NetworkPolicy", "allow-proxy")["spec"]["ingress"]
+    edge = [r for r in proxy_rules if any("namespaceSelector" in peer for peer in r["from"])]
+    assert edge == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                     "ports": [{"protocol": "TCP", "port": 8443}]}]
+    open_rules = [r for r in get(node_port, "NetworkPolicy", "allow-proxy")["spec"]["ingress"] if "from" not in r]
+    assert open_rules == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
+
+
+# ----------------------------------------------------------------------------------- data safety
+
+STATEFUL_TYPES = (
+    "kubernetes:core/v1:PersistentVolumeClaim",
+    "kubernetes:core/v1:Namespace",
+    "tls:index/privateKey:PrivateKey",
+    "tls:index/selfSignedCert:SelfSignedCert",
+    "tls:index/certRequest:CertRequest",
+    "tls:index/locallySignedCert:LocallySignedCert",
+    "random:index/randomPassword:RandomPassword",
+    "random:index/randomId:RandomId",
+)
+
+
+def _without_generated_material(value: Any) -> Any:
+    """Keys and certificates flowing between these resources differ per test run (the doubles
+    generate fresh ones) but are stable under the engine when their own producer's inputs are."""
+    if isinstance(value, dict):
+        return {k: _without_generated_material(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_generated_material(v) for v in value]
+    return "<generated PEM>" if isinstance(value, str) and "-----BEGIN" in value else value
+
+
+def _stateful_inputs(rendered: Rendered) -> dict[str, Any]:
+    """Inputs of everything whose replacement would lose data or a credential, by URN."""
+    result = {
+        r.options["urn"]: _without_generated_material(r.inputs) for r in rendered.resources if r.type in STATEFUL_TYPES
+    }
+    statefulset = next(r for r in rendered.resources if r.type == "kubernetes:apps/v1:StatefulSet")
+    result[statefulset.options["urn"]] = {
+        "claims": statefulset.inputs["spec"]["volumeClaimTemplates"],
+        "name": statefulset.inputs["metadata"]["name"],
+        "selector": statefulset.inputs["spec"]["selector"],
+        "serviceName": statefulset.inputs["spec"]["serviceName"],
+    }
+    return result
+
+
+def test_upgrades_and_tuning_never_replace_volumes_keys_or_passwords(
+    render: Callable[[Mapping[str, object]], Rendered],
+) -> None:
+    base = stack_config("prod")
+    tuned = {
+        **base,
+        "portusImage": "opensuse/portus:2.4.4",
+        "registryImage": "registry:2.8.4",
+        "databaseImage": "mariadb:10.11.11",
+        "proxyImage": "nginxinc/nginx-unprivileged:1.27.4-alpine",
+        "portusReplicas": 3,
+        "proxyReplicas": 2,
+        "logLevel": "warn",
+        "resources": {"database": {"limits": {"memory": "4Gi"}}, "registry": {"requests": {"cpu": "1"}}},
+    }
+    before, after = _stateful_inputs(render(base)), _stateful_inputs(render(tuned))
+    assert len(before) >= 20
+    assert before == after
+
+
+def _generated_secrets(rendered: Rendered) -> list[str]:
+    values = []
+    for record in rendered.resources:
+        if record.type in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
+            values.append(record.outputs["result"])
+        elif record.type == "random:index/randomId:RandomId":
+            values += [record.outputs["hex"], record.outputs["b64Std"]]
+        elif record.type == "tls:index/privateKey:PrivateKey":
+            values += [record.outputs["privateKeyPem"], record.outputs["privateKeyPemPkcs8"]]
+    return [str(value) for value in values]
+
+
+def _places_secrets_must_not_be(rendered: Rendered) -> Iterator[tuple[str, str]]:
+    for obj in rendered.objects:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] != "Secret":
+            yield name, yaml.safe_dump(obj)
+        yield f"{name} annotations", json.dumps(obj["metadata"].get("annotations", {}))
+        if obj["kind"] in WORKLOAD_KINDS:
+            yield f"{name} pod annotations", json.dumps(obj["spec"]["template"]["metadata"].get("annotations", {}))
+    for key, value in rendered.outputs.items():
+        if key not in rendered.secret_outputs:
+            yield f"output {key}", json.dumps(value)
+
+
+def test_generated_secrets_reach_kubernetes_only_through_secrets(stack: Rendered) -> None:
+    secrets = _generated_secrets(stack)
+    assert len(secrets) >= 10
+    for place, text in _places_secrets_must_not_be(stack):
+        for secret in secrets:
+            assert secret not in text, f"a generated secret appears in {place}"
+    for workload in workloads(stack):
+        for spec in all_containers(workload):
+            for item in spec.get("env", []):
+                if any(word in item["name"] for word in ("PASSWORD", "SECRET", "TOKEN")) and "value" in item:
+                    raise AssertionError(f"{item['name']} is a plain env value in {workload['metadata']['name']}")
+
+
+def test_secret_outputs_stay_secret_in_state(stack: Rendered) -> None:
+    for record in stack.resources:
+        if record.type == "tls:index/privateKey:PrivateKey":
+            assert "privateKeyPem" in record.secret_outputs
+        if record.type == "random:index/randomPassword:RandomPassword":
+            assert "result" in record.secret_outputs
+        if record.type == "random:index/randomId:RandomId":
+            assert "hex" in record.secret_outputs
+
+
+def test_portus_upgrade_migrates_before_web_and_background_roll(
+    render: Callable[[Mapping[str, object]], Rendered], prod: Rendered,
+) -> None:
+    migration = named_prefix(prod, "Job", "portus-migrate-")
+    command = container(migration)["command"]
+    assert command[-2:] == ["rake", "portus:db:configure"]
+    migration_urn = next(r.options["urn"] for r in prod.resources if r.name == "portus-migrate")
+    for name in ("portus", "portus-background"):
+        record = next(r for r in prod.resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == name)
+        assert migration_urn in record.options["dependencies"], name
+
+    upgraded = render({**stack_config("prod"), "portusImage": "opensuse/portus:2.4.4"})
+    new_migration = named_prefix(upgraded, "Job", "portus-migrate-")
+    assert new_migration["metadata"]["name"] != migration["metadata"]["name"]
+    assert container(new_migration)["image"] == "opensuse/portus:2.4.4"
+    same = render({**stack_config("prod"), "logLevel": "warn"})
+    assert named_prefix(same, "Job", "portus-migrate-")["metadata"]["name"] == migration["metadata"]["name"]
