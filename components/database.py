@@ -19,6 +19,7 @@ DATABASE = "portus_production"
 USER = "portus"
 PASSWORD_KEY = "password"
 DATA_DIR = "/var/lib/mysql"
+INIT_DIR = "/run/mysqld-init"
 # The official image's `mysql` account: its entrypoint runs unchanged when started as that user.
 RUN_AS = kube.RunAs(user=999, group=999)
 
@@ -40,6 +41,8 @@ class DatabaseArgs:
     image: str
     resources: ResourceSpec
     storage: StorageConfig
+    kept_data_provider: pulumi.ProviderResource
+    """Provider of the StatefulSet, which adopts a StatefulSet kept by an earlier ``pulumi destroy``."""
 
 
 class Database(pulumi.ComponentResource):
@@ -71,7 +74,10 @@ class Database(pulumi.ComponentResource):
             name=NAME,
             image=args.image,
             # utf8 (utf8mb3) with utf8_unicode_ci: Portus's tag uniqueness checks break on utf8mb4.
-            args=["--character-set-server=utf8", "--collation-server=utf8_unicode_ci", "--skip-name-resolve"],
+            args=[
+                "--character-set-server=utf8", "--collation-server=utf8_unicode_ci", "--skip-name-resolve",
+                f"--init-file={INIT_DIR}/init.sql",
+            ],
             ports=[k8s.core.v1.ContainerPortArgs(name="mysql", container_port=PORT)],
             env=[
                 kube.secret_env("MARIADB_ROOT_PASSWORD", credentials.metadata.name, "root-password"),
@@ -82,6 +88,7 @@ class Database(pulumi.ComponentResource):
                 k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
                 k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/mysqld"),
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR, read_only=True),
             ],
             # The first start initialises the data directory with networking off: give it time.
             startup_probe=k8s.core.v1.ProbeArgs(
@@ -100,6 +107,23 @@ class Database(pulumi.ComponentResource):
                 period_seconds=20, timeout_seconds=5, failure_threshold=6,
             ),
             resources=kube.resources(args.resources),
+            security_context=kube.restricted_container_security(),
+        )
+        # MariaDB applies MARIADB_PASSWORD only to an empty data directory. A kept volume adopted by a
+        # new stack (new generated passwords) would lock Portus out, so every start re-applies the
+        # Secret's password to the existing user (a no-op on first start, before the user exists).
+        # The file lives in memory; the password is letters and digits only, so it needs no quoting.
+        credentials_init = k8s.core.v1.ContainerArgs(
+            name="credentials",
+            image=args.image,
+            command=[
+                "sh", "-c",
+                f"echo \"ALTER USER IF EXISTS '{USER}'@'%' IDENTIFIED BY '$MARIADB_PASSWORD';\""
+                f" > {INIT_DIR}/init.sql",
+            ],
+            env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
+            resources=kube.resources(ResourceSpec("10m", "16Mi", "100m", "64Mi")),
             security_context=kube.restricted_container_security(),
         )
         claim_policy = "Retain" if args.storage.keep_on_destroy else "Delete"
@@ -127,8 +151,13 @@ class Database(pulumi.ComponentResource):
                         automount_service_account_token=False,
                         security_context=RUN_AS.pod_security_context(),
                         termination_grace_period_seconds=60,
+                        init_containers=[credentials_init],
                         containers=[container],
-                        volumes=[kube.empty_dir("run", "16Mi"), kube.empty_dir("tmp", "1Gi")],
+                        volumes=[
+                            kube.empty_dir("run", "16Mi"),
+                            kube.empty_dir("tmp", "1Gi"),
+                            kube.empty_dir("init", "1Mi", medium="Memory"),
+                        ],
                     ),
                 ),
                 volume_claim_templates=[
@@ -147,6 +176,7 @@ class Database(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 retain_on_delete=args.storage.keep_on_destroy,
+                provider=args.kept_data_provider,
                 # Claim templates are immutable: a size change must never replace the StatefulSet (and
                 # orphan its data). Grow the claim itself instead (see README, "Resizing volumes").
                 ignore_changes=["spec.volumeClaimTemplates"],

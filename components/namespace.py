@@ -23,6 +23,7 @@ class PlatformNamespaceArgs:
     ca_cert_pem: pulumi.Input[str]
     keep_on_destroy: bool
     """Deleting a namespace deletes every claim in it: a namespace that holds kept data stays too."""
+    kept_data_provider: pulumi.ProviderResource
 
 
 class PlatformNamespace(pulumi.ComponentResource):
@@ -52,7 +53,9 @@ class PlatformNamespace(pulumi.ComponentResource):
                     },
                 },
             ),
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy),
+            opts=pulumi.ResourceOptions(
+                parent=self, retain_on_delete=args.keep_on_destroy, provider=args.kept_data_provider
+            ),
         )
         self.name = namespace.metadata.name
         bundle = k8s.core.v1.ConfigMap(

@@ -4,6 +4,7 @@ public entry point and the network policies so that every name, port and key agr
 from __future__ import annotations
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import database, kube, portus, proxy, registry
 from components.config import Exposure, PlatformConfig
@@ -28,6 +29,24 @@ def ca_install_paths(registry_address: str) -> dict[str, str]:
         "containerd": f"/etc/containerd/certs.d/{registry_address}/ca.crt",
         "podman": f"/etc/containers/certs.d/{registry_address}/ca.crt",
     }
+
+
+def kept_data_provider(parent: pulumi.Resource) -> k8s.Provider:
+    """The provider of the objects ``pulumi destroy`` keeps (namespace, registry claim, database).
+
+    When a stack is deployed again they already exist, and the provider adopts them instead of failing
+    with "already exists". Only these fixed-name objects use it, so a renamed resource elsewhere can
+    never be adopted and then deleted. It reads the same cluster settings as the default provider.
+    """
+    cluster = pulumi.Config("kubernetes")
+    return k8s.Provider(
+        "kept-data",
+        upsert_existing_objects=True,
+        kubeconfig=cluster.get("kubeconfig"),
+        context=cluster.get("context"),
+        cluster=cluster.get("cluster"),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 class PortusPlatform(pulumi.ComponentResource):
@@ -58,8 +77,10 @@ class PortusPlatform(pulumi.ComponentResource):
             },
             token_issuer=config.host,
         ), child)
+        kept_data = kept_data_provider(self)
         namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
             name=ns, ca_cert_pem=pki.ca_cert_pem, keep_on_destroy=config.storage.keep_on_destroy,
+            kept_data_provider=kept_data,
         ), child)
 
         db = Database("database", DatabaseArgs(
@@ -67,6 +88,7 @@ class PortusPlatform(pulumi.ComponentResource):
             image=config.images.database,
             resources=config.resources["database"],
             storage=config.storage,
+            kept_data_provider=kept_data,
         ), child)
 
         registry_settings = RegistrySettings(
@@ -86,6 +108,7 @@ class PortusPlatform(pulumi.ComponentResource):
             token_cert_pem=pki.token_cert_pem,
             http_secret=generated_password("registry-http-secret", 48, self).result,
             trust_bundle=namespace.trust_bundle,
+            kept_data_provider=kept_data,
         ), child)
 
         nginx_settings = NginxSettings(

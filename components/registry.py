@@ -42,6 +42,8 @@ class RegistryArgs:
     http_secret: pulumi.Output[str]
     trust_bundle: pulumi.Input[str]
     """Name of the ConfigMap holding the platform CA (``ca.crt``)."""
+    kept_data_provider: pulumi.ProviderResource
+    """Provider of the claim, which adopts a claim kept by an earlier ``pulumi destroy``."""
 
 
 class Registry(pulumi.ComponentResource):
@@ -92,7 +94,7 @@ class Registry(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     retain_on_delete=args.storage.keep_on_destroy,
-                    # Binding happens when the first pod mounts the claim (WaitForFirstConsumer classes).
+                    provider=args.kept_data_provider,
                 ),
             )
             self.claim_name = claim.metadata.name

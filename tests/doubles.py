@@ -890,6 +890,7 @@ class PlatformMonitor(MockMonitor):
         self.mocks.expect_options({
             "urn": self.make_urn(request.parent, request.type, request.name),
             "parent": request.parent,
+            "provider": request.provider,
             "dependencies": sorted(request.dependencies),
             "protect": request.protect,
             "retainOnDelete": request.retainOnDelete,

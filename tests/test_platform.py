@@ -304,3 +304,30 @@ def test_every_workload_runs_a_pinned_image(stack: Rendered) -> None:
             for spec in all_containers(workload):
                 assert re.search(r":[\w][\w.-]*$", spec["image"]) and not spec["image"].endswith(":latest")
 
+
+
+def test_a_redeploy_adopts_what_destroy_kept(prod: Rendered) -> None:
+    provider = next(r for r in prod.resources if r.type == "pulumi:providers:kubernetes" and r.name == "kept-data")
+    assert provider.inputs["upsertExistingObjects"] in (True, "true")
+    kept = {
+        "kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:apps/v1:StatefulSet",
+    }
+    for record in prod.resources:
+        if record.type in kept:
+            assert record.options["provider"].startswith(provider.options["urn"]), record.name
+        elif record.type.startswith("kubernetes:"):
+            assert not record.options["provider"].startswith(provider.options["urn"]), record.name
+
+
+def test_database_reapplies_the_generated_password_to_a_kept_volume(stack: Rendered) -> None:
+    statefulset = get(stack, "StatefulSet", "mariadb")
+    init = next(c for c in pod_spec(statefulset)["initContainers"] if c["name"] == "credentials")
+    mariadb = container(statefulset)
+    init_file = next(a.split("=", 1)[1] for a in mariadb["args"] if a.startswith("--init-file="))
+    assert f"ALTER USER IF EXISTS '{env(mariadb)['MARIADB_USER']}'@'%' IDENTIFIED BY '$MARIADB_PASSWORD'" in (
+        init["command"][-1]
+    )
+    assert init["command"][-1].endswith(f"> {init_file}")
+    assert env(init)["MARIADB_PASSWORD"] == env(mariadb)["MARIADB_PASSWORD"]
+    volume = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "init")
+    assert volume["emptyDir"]["medium"] == "Memory"
