@@ -123,7 +123,7 @@ class Database(pulumi.ComponentResource):
             ],
             env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
-            resources=kube.resources(ResourceSpec("10m", "16Mi", "100m", "64Mi")),
+            resources=kube.resources(kube.INIT_RESOURCES),
             security_context=kube.restricted_container_security(),
         )
         claim_policy = "Retain" if args.storage.keep_on_destroy else "Delete"

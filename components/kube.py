@@ -13,6 +13,8 @@ import pulumi_kubernetes as k8s
 from components.config import ResourceSpec
 
 PART_OF = "portus"
+# Init containers that copy or write a file or two.
+INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
 
 
 def image_version(image: str) -> str:

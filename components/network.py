@@ -9,6 +9,12 @@ import pulumi_kubernetes as k8s
 
 from components import database, kube, nginx_conf, portus, proxy, registry
 
+
+def _task_pods(component: str) -> dict[str, str]:
+    """A Job's pods: their names carry a hash of the Job's inputs, their component label does not."""
+    return {"app.kubernetes.io/instance": kube.PART_OF, "app.kubernetes.io/component": component}
+
+
 # Who may open connections to whom, by pod selector; "edge" is whoever clients come through.
 PEERS: dict[str, dict[str, str]] = {
     "proxy": kube.selector_labels(proxy.NAME),
@@ -16,8 +22,8 @@ PEERS: dict[str, dict[str, str]] = {
     "background": kube.selector_labels(portus.BACKGROUND_NAME),
     "registry": kube.selector_labels(registry.NAME),
     "database": kube.selector_labels(database.NAME),
-    "migration": {"app.kubernetes.io/instance": kube.PART_OF, "app.kubernetes.io/component": "migration"},
-    "bootstrap": {"app.kubernetes.io/instance": kube.PART_OF, "app.kubernetes.io/component": "bootstrap"},
+    "migrate": _task_pods(portus.MIGRATE_COMPONENT),
+    "bootstrap": _task_pods(portus.BOOTSTRAP_COMPONENT),
 }
 
 
@@ -40,7 +46,7 @@ FLOWS: tuple[Flow, ...] = (
     Flow("background", "registry", registry.LISTEN_PORT),
     Flow("portus", "database", database.PORT),
     Flow("background", "database", database.PORT),
-    Flow("migration", "database", database.PORT),
+    Flow("migrate", "database", database.PORT),
     Flow("bootstrap", "database", database.PORT),
 )
 

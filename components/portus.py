@@ -12,7 +12,7 @@ the environment ``/init`` would have set, and the migration Job runs the idempot
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -26,6 +26,8 @@ from components.pki import ServerCertificate
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
+MIGRATE_COMPONENT = "migrate"
+BOOTSTRAP_COMPONENT = "bootstrap"
 COMPONENT = "portus"
 PORT = 3000
 PING_PATH = "/api/v1/_ping"
@@ -41,6 +43,8 @@ RUN_AS = kube.RunAs(user=30, group=8)
 SECRET_KEY_BASE_KEY = "secret-key-base"
 PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
+# Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
+SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
 
 
 @dataclass
@@ -90,6 +94,22 @@ class PortusArgs:
 def _job_suffix(*inputs: str) -> str:
     """Jobs are immutable: a new name per set of inputs makes Pulumi replace (and so re-run) them."""
     return hashlib.sha256("\0".join(inputs).encode()).hexdigest()[:10]
+
+
+@dataclass
+class TaskJob:
+    """A one-off task in the Portus image, with the same environment and trust as the Portus pods."""
+
+    component: str
+    command: list[str]
+    run_inputs: tuple[str, ...]
+    """What the task depends on: a change re-runs it (under a new Job name)."""
+    depends_on: list[pulumi.Resource]
+    env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    init_containers: list[k8s.core.v1.ContainerArgs] = field(default_factory=list)
+    annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class Portus(pulumi.ComponentResource):
@@ -202,61 +222,77 @@ class Portus(pulumi.ComponentResource):
                 k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR),
             ],
-            resources=kube.resources(ResourceSpec("10m", "16Mi", "100m", "64Mi")),
+            resources=kube.resources(kube.INIT_RESOURCES),
             security_context=kube.restricted_container_security(),
         )
         host_aliases = [k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)]
 
         def pod_spec(containers: list[k8s.core.v1.ContainerArgs], restart_policy: str | None = None,
-                     extra_volumes: list[k8s.core.v1.VolumeArgs] | None = None) -> k8s.core.v1.PodSpecArgs:
+                     extra_volumes: list[k8s.core.v1.VolumeArgs] | None = None,
+                     extra_init: list[k8s.core.v1.ContainerArgs] | None = None) -> k8s.core.v1.PodSpecArgs:
             return k8s.core.v1.PodSpecArgs(
                 service_account_name=account.metadata.name,
                 automount_service_account_token=False,
                 security_context=RUN_AS.pod_security_context(),
                 host_aliases=host_aliases,
-                init_containers=[trust_init],
+                init_containers=[trust_init, *(extra_init or [])],
                 containers=containers,
                 volumes=[*common_volumes, *(extra_volumes or [])],
                 restart_policy=restart_policy,
             )
 
-        def task_job(resource_name: str, job_name: str, component: str, command: list[str],
-                     extra_env: list[k8s.core.v1.EnvVarArgs], extra_mounts: list[k8s.core.v1.VolumeMountArgs],
-                     extra_volumes: list[k8s.core.v1.VolumeArgs], depends_on: list[pulumi.Resource],
-                     annotations: dict[str, pulumi.Input[str]]) -> k8s.batch.v1.Job:
+        def task_job(task: TaskJob) -> k8s.batch.v1.Job:
+            job_name = f"{NAME}-{task.component}-{_job_suffix(args.image, *task.run_inputs)}"
             return k8s.batch.v1.Job(
-                resource_name,
-                metadata=kube.metadata(job_name, args.namespace, component, version),
+                f"{name}-{task.component}",
+                metadata=kube.metadata(job_name, args.namespace, task.component, version),
                 spec=k8s.batch.v1.JobSpecArgs(
                     backoff_limit=6,
                     active_deadline_seconds=1800,
                     template=k8s.core.v1.PodTemplateSpecArgs(
                         metadata=k8s.meta.v1.ObjectMetaArgs(
-                            labels=kube.labels(job_name, component, version), annotations=annotations
+                            labels=kube.labels(job_name, task.component, version), annotations=task.annotations
                         ),
                         spec=pod_spec(
                             [k8s.core.v1.ContainerArgs(
-                                name=component,
+                                name=task.component,
                                 image=args.image,
-                                command=command,
-                                env=[*common_env, *extra_env],
-                                volume_mounts=[*common_mounts, *extra_mounts],
+                                command=task.command,
+                                env=[*common_env, *task.env],
+                                volume_mounts=[*common_mounts, *task.mounts],
                                 resources=kube.resources(args.background_resources),
                                 security_context=kube.restricted_container_security(),
                             )],
                             restart_policy="OnFailure",
-                            extra_volumes=extra_volumes,
+                            extra_volumes=task.volumes,
+                            extra_init=task.init_containers,
                         ),
                     ),
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, delete_before_replace=True),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=task.depends_on, delete_before_replace=True,
+                    custom_timeouts=SLOW_START,
+                ),
             )
 
-        # Runs (and is awaited by Pulumi) before web and background pods roll onto a new image.
-        migration = task_job(
-            f"{name}-migrate", f"{NAME}-migrate-{_job_suffix(args.image)}", "migration",
-            ["portusctl", "exec", "rake", "portus:db:configure"], [], [], [], [secrets], {},
-        )
+        # Runs (and is awaited by Pulumi) before web and background pods roll onto a new image. Rails
+        # rewrites db/schema.rb after migrating, so the Job works on a writable copy of db/.
+        migration = task_job(TaskJob(
+            component=MIGRATE_COMPONENT,
+            command=["portusctl", "exec", "rake", "portus:db:configure"],
+            run_inputs=(),
+            depends_on=[secrets],
+            mounts=[k8s.core.v1.VolumeMountArgs(name="app-db", mount_path=f"{APP_DIR}/db")],
+            volumes=[kube.empty_dir("app-db", "64Mi")],
+            init_containers=[k8s.core.v1.ContainerArgs(
+                name="app-db",
+                image=args.image,
+                command=["cp", "-a", f"{APP_DIR}/db/.", "/writable-db/"],
+                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="app-db", mount_path="/writable-db")],
+                resources=kube.resources(kube.INIT_RESOURCES),
+                security_context=kube.restricted_container_security(),
+            )],
+        ))
 
         web_env = [
             *common_env,
@@ -320,7 +356,7 @@ class Portus(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration], custom_timeouts=SLOW_START),
         )
         if args.replicas > 1:
             kube.disruption_budget(f"{name}-pdb", NAME, args.namespace, COMPONENT,
@@ -361,14 +397,13 @@ class Portus(pulumi.ComponentResource):
         )
 
         record = args.registry
-        task_job(
-            f"{name}-bootstrap",
-            f"{NAME}-bootstrap-"
-            + _job_suffix(bootstrap_script, args.image, args.admin_username, args.admin_email,
-                          record.name, record.hostname, record.external_hostname),
-            "bootstrap",
-            ["portusctl", "exec", "rails", "r", f"{BOOTSTRAP_DIR}/{BOOTSTRAP_SCRIPT.name}"],
-            [
+        task_job(TaskJob(
+            component=BOOTSTRAP_COMPONENT,
+            command=["portusctl", "exec", "rails", "r", f"{BOOTSTRAP_DIR}/{BOOTSTRAP_SCRIPT.name}"],
+            run_inputs=(bootstrap_script, args.admin_username, args.admin_email,
+                        record.name, record.hostname, record.external_hostname),
+            depends_on=[migration],
+            env=[
                 *kube.env({
                     "BOOTSTRAP_ADMIN_USERNAME": args.admin_username,
                     "BOOTSTRAP_ADMIN_EMAIL": args.admin_email,
@@ -378,12 +413,11 @@ class Portus(pulumi.ComponentResource):
                 }),
                 kube.secret_env("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
             ],
-            [k8s.core.v1.VolumeMountArgs(name="bootstrap", mount_path=BOOTSTRAP_DIR, read_only=True)],
-            [k8s.core.v1.VolumeArgs(
+            mounts=[k8s.core.v1.VolumeMountArgs(name="bootstrap", mount_path=BOOTSTRAP_DIR, read_only=True)],
+            volumes=[k8s.core.v1.VolumeArgs(
                 name="bootstrap",
                 config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=bootstrap_config.metadata.name),
             )],
-            [migration],
-            {"checksum/script": kube.checksum(bootstrap_script)},
-        )
+            annotations={"checksum/script": kube.checksum(bootstrap_script)},
+        ))
         self.register_outputs({"serviceName": self.service.metadata.name})

@@ -301,3 +301,12 @@ def test_portus_upgrade_migrates_before_web_and_background_roll(
     assert container(new_migration)["image"] == "opensuse/portus:2.4.4"
     same = render({**stack_config("prod"), "logLevel": "warn"})
     assert named_prefix(same, "Job", "portus-migrate-")["metadata"]["name"] == migration["metadata"]["name"]
+
+
+def test_migration_writes_schema_dump_to_a_writable_copy_of_db(prod: Rendered) -> None:
+    # Rails 4.2 rewrites db/schema.rb after `db:migrate`; the root filesystem is read-only.
+    migration = named_prefix(prod, "Job", "portus-migrate-")
+    copy = next(c for c in pod_spec(migration)["initContainers"] if c["name"] == "app-db")
+    assert copy["command"] == ["cp", "-a", "/srv/Portus/db/.", "/writable-db/"]
+    mounts = {m["mountPath"]: m["name"] for m in container(migration)["volumeMounts"]}
+    assert mounts["/srv/Portus/db"] == copy["volumeMounts"][0]["name"]
