@@ -147,9 +147,8 @@ http {{
             # Stream layers both ways: no spooling to disk, no 1 GiB temp-file ceiling.
             proxy_request_buffering off;
             proxy_buffering on;
-            client_body_buffer_size 256k;
-            proxy_buffer_size 64k;
-            proxy_buffers 32 128k;
+            proxy_buffer_size 256k;
+            proxy_buffers 16 256k;
             proxy_busy_buffers_size 1m;
             proxy_max_temp_file_size 0;
             proxy_read_timeout 900s;

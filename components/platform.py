@@ -154,7 +154,8 @@ class PortusPlatform(pulumi.ComponentResource):
             ),
             admin_username=config.admin_username,
             admin_email=config.admin_email,
-        ), pulumi.ResourceOptions(parent=self, depends_on=[db, reg]))
+            wait_for=[db, reg],
+        ), child)
 
         if config.exposure.mode is Exposure.INGRESS:
             assert config.exposure.ingress_class_name

@@ -36,6 +36,8 @@ TLS_DIR = "/etc/portus/tls"
 TOKEN_KEY_FILE = "/etc/portus/token/token.key"
 TRUST_DIR = "/etc/portus/trust"
 CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
+# openSUSE's bundle of the system's trusted roots.
+SYSTEM_ROOTS = "/var/lib/ca-certificates/ca-bundle.pem"
 BOOTSTRAP_DIR = "/etc/portus/bootstrap"
 BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.rb"
 # The openSUSE image's `wwwrun` user and `www` group, which own Portus's writable directories.
@@ -89,6 +91,9 @@ class PortusArgs:
     registry: RegistryRecord
     admin_username: str
     admin_email: str
+    wait_for: list[pulumi.Resource] = field(default_factory=list)
+    """What must be ready before the database migration, and so before any Portus pod, starts. The
+    Service is not held back: the proxy resolves its name when it starts."""
 
 
 def _job_suffix(*inputs: str) -> str:
@@ -147,6 +152,11 @@ class Portus(pulumi.ComponentResource):
             type="kubernetes.io/tls",
             string_data={"tls.crt": args.certificate.cert_pem, "tls.key": args.certificate.private_key_pem},
             opts=child,
+        )
+        self.service = kube.cluster_ip_service(
+            f"{name}-svc", NAME, args.namespace, COMPONENT,
+            [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
+            child,
         )
         bootstrap_script = BOOTSTRAP_SCRIPT.read_text()
         bootstrap_config = k8s.core.v1.ConfigMap(
@@ -210,13 +220,15 @@ class Portus(pulumi.ComponentResource):
             kube.empty_dir("app-log", "256Mi"),
             kube.empty_dir("tmp", "256Mi"),
         ]
-        # The system roots plus the platform CA, assembled without root (update-ca-certificates needs it).
+        # The system roots plus the platform CA, assembled without root (update-ca-certificates needs
+        # it). Without the system roots only outside services would fail, so that is a warning.
         trust_init = k8s.core.v1.ContainerArgs(
             name="ca-bundle",
             image=args.image,
             command=[
                 "sh", "-c",
-                f"cat /var/lib/ca-certificates/ca-bundle.pem {TRUST_DIR}/ca.crt > {CA_BUNDLE_DIR}/ca-bundle.pem",
+                f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2; cat {TRUST_DIR}/ca.crt; }}"
+                f" > {CA_BUNDLE_DIR}/ca-bundle.pem",
             ],
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
@@ -281,7 +293,7 @@ class Portus(pulumi.ComponentResource):
             component=MIGRATE_COMPONENT,
             command=["portusctl", "exec", "rake", "portus:db:configure"],
             run_inputs=(),
-            depends_on=[secrets],
+            depends_on=[secrets, *args.wait_for],
             mounts=[k8s.core.v1.VolumeMountArgs(name="app-db", mount_path=f"{APP_DIR}/db")],
             volumes=[kube.empty_dir("app-db", "64Mi")],
             init_containers=[k8s.core.v1.ContainerArgs(
@@ -388,12 +400,6 @@ class Portus(pulumi.ComponentResource):
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
-        )
-
-        self.service = kube.cluster_ip_service(
-            f"{name}-svc", NAME, args.namespace, COMPONENT,
-            [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
-            child,
         )
 
         record = args.registry

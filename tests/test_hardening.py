@@ -310,3 +310,13 @@ def test_migration_writes_schema_dump_to_a_writable_copy_of_db(prod: Rendered) -
     assert copy["command"] == ["cp", "-a", "/srv/Portus/db/.", "/writable-db/"]
     mounts = {m["mountPath"]: m["name"] for m in container(migration)["volumeMounts"]}
     assert mounts["/srv/Portus/db"] == copy["volumeMounts"][0]["name"]
+
+
+def test_portus_waits_for_its_database_and_registry_but_its_service_does_not(prod: Rendered) -> None:
+    by_name = {(r.type.rsplit(":", 1)[-1], r.name): r for r in prod.resources}
+    migration = by_name["Job", "portus-migrate"].options["dependencies"]
+    assert by_name["StatefulSet", "database"].options["urn"] in migration
+    assert by_name["Deployment", "registry"].options["urn"] in migration
+    # nginx resolves the upstream names when it starts: the Services exist from the beginning.
+    for service in ("portus-svc", "registry-svc"):
+        assert by_name["Service", service].options["dependencies"] == [by_name["Namespace", "namespace"].options["urn"]]
