@@ -144,20 +144,17 @@ class Database(pulumi.ComponentResource):
                         labels=kube.labels(NAME, COMPONENT, version),
                         annotations={"checksum/secret": kube.checksum(root_password.result, user_password.result)},
                     ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=kube.service_account(
-                            f"{name}-sa", NAME, args.namespace, COMPONENT, child
-                        ).metadata.name,
-                        automount_service_account_token=False,
-                        security_context=RUN_AS.pod_security_context(),
-                        termination_grace_period_seconds=60,
-                        init_containers=[credentials_init],
-                        containers=[container],
-                        volumes=[
+                    spec=kube.pod_spec(
+                        kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
+                        RUN_AS,
+                        [container],
+                        [
                             kube.empty_dir("run", "16Mi"),
                             kube.empty_dir("tmp", "1Gi"),
                             kube.empty_dir("init", "1Mi", medium="Memory"),
                         ],
+                        init_containers=[credentials_init],
+                        termination_grace_period_seconds=60,
                     ),
                 ),
                 volume_claim_templates=[

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ResourceSpec
+from components.pki import ServerCertificate
 
 PART_OF = "portus"
 # Init containers that copy or write a file or two.
@@ -169,4 +170,42 @@ def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
         ),
         opts=opts,
+    )
+
+
+def tls_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
+               certificate: ServerCertificate, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    """A server's certificate and key, as the ``kubernetes.io/tls`` Secret servers and Ingresses read."""
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata=metadata(name, namespace, component),
+        type="kubernetes.io/tls",
+        string_data={"tls.crt": certificate.cert_pem, "tls.key": certificate.private_key_pem},
+        opts=opts,
+    )
+
+
+def config_map_volume(name: str, config_map: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
+    return k8s.core.v1.VolumeArgs(name=name, config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=config_map))
+
+
+def secret_volume(name: str, secret: pulumi.Input[str],
+                  items: Sequence[k8s.core.v1.KeyToPathArgs] | None = None) -> k8s.core.v1.VolumeArgs:
+    """Secret files readable by the pod's group only."""
+    return k8s.core.v1.VolumeArgs(
+        name=name,
+        secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=secret, default_mode=0o440, items=items),
+    )
+
+
+def pod_spec(account: k8s.core.v1.ServiceAccount, run_as: RunAs, containers: Sequence[k8s.core.v1.ContainerArgs],
+             volumes: Sequence[k8s.core.v1.VolumeArgs], **extra: object) -> k8s.core.v1.PodSpecArgs:
+    """A pod under its workload's own identity, non-root, with no API token."""
+    return k8s.core.v1.PodSpecArgs(
+        service_account_name=account.metadata.name,
+        automount_service_account_token=False,
+        security_context=run_as.pod_security_context(),
+        containers=list(containers),
+        volumes=list(volumes),
+        **extra,  # type: ignore[arg-type]
     )

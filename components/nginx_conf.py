@@ -146,11 +146,7 @@ http {{
             add_header Docker-Distribution-Api-Version $docker_distribution_api_version always;
             # Stream layers both ways: no spooling to disk, no 1 GiB temp-file ceiling.
             proxy_request_buffering off;
-            proxy_buffering on;
-            proxy_buffer_size 256k;
-            proxy_buffers 16 256k;
-            proxy_busy_buffers_size 1m;
-            proxy_max_temp_file_size 0;
+            proxy_buffering off;
             proxy_read_timeout 900s;
             proxy_send_timeout 900s;
         }}

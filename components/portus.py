@@ -146,13 +146,7 @@ class Portus(pulumi.ComponentResource):
             },
             opts=child,
         )
-        tls_secret = k8s.core.v1.Secret(
-            f"{name}-tls",
-            metadata=kube.metadata(f"{NAME}-tls", args.namespace, COMPONENT),
-            type="kubernetes.io/tls",
-            string_data={"tls.crt": args.certificate.cert_pem, "tls.key": args.certificate.private_key_pem},
-            opts=child,
-        )
+        tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
         self.service = kube.cluster_ip_service(
             f"{name}-svc", NAME, args.namespace, COMPONENT,
             [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
@@ -205,16 +199,10 @@ class Portus(pulumi.ComponentResource):
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ]
         common_volumes = [
-            k8s.core.v1.VolumeArgs(
-                name="secrets",
-                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                    secret_name=secrets.metadata.name, default_mode=0o440,
-                    items=[k8s.core.v1.KeyToPathArgs(key="token.key", path="token.key")],
-                ),
+            kube.secret_volume(
+                "secrets", secrets.metadata.name, [k8s.core.v1.KeyToPathArgs(key="token.key", path="token.key")]
             ),
-            k8s.core.v1.VolumeArgs(
-                name="trust", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=args.trust_bundle)
-            ),
+            kube.config_map_volume("trust", args.trust_bundle),
             kube.empty_dir("ca-bundle", "8Mi"),
             kube.empty_dir("app-tmp", "512Mi"),
             kube.empty_dir("app-log", "256Mi"),
@@ -242,14 +230,10 @@ class Portus(pulumi.ComponentResource):
         def pod_spec(containers: list[k8s.core.v1.ContainerArgs], restart_policy: str | None = None,
                      extra_volumes: list[k8s.core.v1.VolumeArgs] | None = None,
                      extra_init: list[k8s.core.v1.ContainerArgs] | None = None) -> k8s.core.v1.PodSpecArgs:
-            return k8s.core.v1.PodSpecArgs(
-                service_account_name=account.metadata.name,
-                automount_service_account_token=False,
-                security_context=RUN_AS.pod_security_context(),
+            return kube.pod_spec(
+                account, RUN_AS, containers, [*common_volumes, *(extra_volumes or [])],
                 host_aliases=host_aliases,
                 init_containers=[trust_init, *(extra_init or [])],
-                containers=containers,
-                volumes=[*common_volumes, *(extra_volumes or [])],
                 restart_policy=restart_policy,
             )
 
@@ -357,14 +341,7 @@ class Portus(pulumi.ComponentResource):
                             resources=kube.resources(args.web_resources),
                             security_context=kube.restricted_container_security(),
                         )],
-                        extra_volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="tls",
-                                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                                    secret_name=tls_secret.metadata.name, default_mode=0o440
-                                ),
-                            )
-                        ],
+                        extra_volumes=[kube.secret_volume("tls", tls_secret.metadata.name)],
                     ),
                 ),
             ),
@@ -420,10 +397,7 @@ class Portus(pulumi.ComponentResource):
                 kube.secret_env("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
             ],
             mounts=[k8s.core.v1.VolumeMountArgs(name="bootstrap", mount_path=BOOTSTRAP_DIR, read_only=True)],
-            volumes=[k8s.core.v1.VolumeArgs(
-                name="bootstrap",
-                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=bootstrap_config.metadata.name),
-            )],
+            volumes=[kube.config_map_volume("bootstrap", bootstrap_config.metadata.name)],
             annotations={"checksum/script": kube.checksum(bootstrap_script)},
         ))
         self.register_outputs({"serviceName": self.service.metadata.name})

@@ -59,13 +59,7 @@ class Proxy(pulumi.ComponentResource):
             data={"nginx.conf": self.nginx_conf},
             opts=child,
         )
-        tls_secret = k8s.core.v1.Secret(
-            f"{name}-tls",
-            metadata=kube.metadata(f"{NAME}-tls", args.namespace, COMPONENT),
-            type="kubernetes.io/tls",
-            string_data={"tls.crt": args.certificate.cert_pem, "tls.key": args.certificate.private_key_pem},
-            opts=child,
-        )
+        tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
         self.tls_secret_name = tls_secret.metadata.name
 
         container = k8s.core.v1.ContainerArgs(
@@ -106,28 +100,14 @@ class Proxy(pulumi.ComponentResource):
                             ),
                         },
                     ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=kube.service_account(
-                            f"{name}-sa", NAME, args.namespace, COMPONENT, child
-                        ).metadata.name,
-                        automount_service_account_token=False,
-                        security_context=RUN_AS.pod_security_context(),
-                        containers=[container],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="config",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=config.metadata.name),
-                            ),
-                            k8s.core.v1.VolumeArgs(
-                                name="tls",
-                                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                                    secret_name=tls_secret.metadata.name, default_mode=0o440
-                                ),
-                            ),
-                            k8s.core.v1.VolumeArgs(
-                                name="trust",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=args.trust_bundle),
-                            ),
+                    spec=kube.pod_spec(
+                        kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
+                        RUN_AS,
+                        [container],
+                        [
+                            kube.config_map_volume("config", config.metadata.name),
+                            kube.secret_volume("tls", tls_secret.metadata.name),
+                            kube.config_map_volume("trust", args.trust_bundle),
                             kube.empty_dir("runtime", "64Mi"),
                         ],
                         topology_spread_constraints=[

@@ -70,13 +70,7 @@ class Registry(pulumi.ComponentResource):
             string_data={"http-secret": args.http_secret},
             opts=child,
         )
-        tls_secret = k8s.core.v1.Secret(
-            f"{name}-tls",
-            metadata=kube.metadata(f"{NAME}-tls", args.namespace, COMPONENT),
-            type="kubernetes.io/tls",
-            string_data={"tls.crt": args.certificate.cert_pem, "tls.key": args.certificate.private_key_pem},
-            opts=child,
-        )
+        tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
 
         if args.storage.registry_existing_claim:
             self.claim_name = pulumi.Output.from_input(args.storage.registry_existing_claim)
@@ -148,26 +142,14 @@ class Registry(pulumi.ComponentResource):
                             ),
                         },
                     ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        security_context=RUN_AS.pod_security_context(),
-                        containers=[container],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="config",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=config.metadata.name),
-                            ),
-                            k8s.core.v1.VolumeArgs(
-                                name="tls",
-                                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                                    secret_name=tls_secret.metadata.name, default_mode=0o440
-                                ),
-                            ),
-                            k8s.core.v1.VolumeArgs(
-                                name="trust",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=args.trust_bundle),
-                            ),
+                    spec=kube.pod_spec(
+                        account,
+                        RUN_AS,
+                        [container],
+                        [
+                            kube.config_map_volume("config", config.metadata.name),
+                            kube.secret_volume("tls", tls_secret.metadata.name),
+                            kube.config_map_volume("trust", args.trust_bundle),
                             k8s.core.v1.VolumeArgs(
                                 name="data",
                                 persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
