@@ -209,3 +209,31 @@ def pod_spec(account: k8s.core.v1.ServiceAccount, run_as: RunAs, containers: Seq
         volumes=list(volumes),
         **extra,  # type: ignore[arg-type]
     )
+
+
+def deployment(resource_name: str, name: str, namespace: pulumi.Input[str], component: str, version: str,
+               replicas: int, spec: k8s.core.v1.PodSpecArgs, annotations: Mapping[str, pulumi.Input[str]],
+               opts: pulumi.ResourceOptions, recreate: bool = False) -> k8s.apps.v1.Deployment:
+    """A Deployment that rolls without losing capacity, or, with ``recreate``, stops the old pod first
+    (one ReadWriteOnce volume, or a worker that must never run twice)."""
+    strategy = (
+        k8s.apps.v1.DeploymentStrategyArgs(type="Recreate") if recreate
+        else k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+        )
+    )
+    return k8s.apps.v1.Deployment(
+        resource_name,
+        metadata=metadata(name, namespace, component, version),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=replicas,
+            strategy=strategy,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(name, component, version), annotations=annotations),
+                spec=spec,
+            ),
+        ),
+        opts=opts,
+    )

@@ -308,44 +308,31 @@ class Portus(pulumi.ComponentResource):
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
         }
-        web = k8s.apps.v1.Deployment(
-            name,
-            metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
-                ),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=kube.labels(NAME, COMPONENT, version), annotations=pod_annotations
-                    ),
-                    spec=pod_spec(
-                        [k8s.core.v1.ContainerArgs(
-                            name=NAME,
-                            image=args.image,
-                            # The same command /init runs, without its database handling.
-                            command=["portusctl", "exec", f"pumactl -F {APP_DIR}/config/puma.rb start"],
-                            ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=PORT)],
-                            env=web_env,
-                            volume_mounts=[
-                                *common_mounts,
-                                k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
-                            ],
-                            # Puma boots Rails and checks assets: minutes on a cold node.
-                            startup_probe=kube.https_probe(PING_PATH, "https", period=10, failures=60),
-                            readiness_probe=kube.https_probe(PING_PATH, "https", period=10),
-                            liveness_probe=kube.https_probe(PING_PATH, "https", period=20, failures=6),
-                            resources=kube.resources(args.web_resources),
-                            security_context=kube.restricted_container_security(),
-                        )],
-                        extra_volumes=[kube.secret_volume("tls", tls_secret.metadata.name)],
-                    ),
-                ),
+        web = kube.deployment(
+            name, NAME, args.namespace, COMPONENT, version, args.replicas,
+            pod_spec(
+                [k8s.core.v1.ContainerArgs(
+                    name=NAME,
+                    image=args.image,
+                    # The same command /init runs, without its database handling.
+                    command=["portusctl", "exec", f"pumactl -F {APP_DIR}/config/puma.rb start"],
+                    ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=PORT)],
+                    env=web_env,
+                    volume_mounts=[
+                        *common_mounts,
+                        k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
+                    ],
+                    # Puma boots Rails and checks assets: minutes on a cold node.
+                    startup_probe=kube.https_probe(PING_PATH, "https", period=10, failures=60),
+                    readiness_probe=kube.https_probe(PING_PATH, "https", period=10),
+                    liveness_probe=kube.https_probe(PING_PATH, "https", period=20, failures=6),
+                    resources=kube.resources(args.web_resources),
+                    security_context=kube.restricted_container_security(),
+                )],
+                extra_volumes=[kube.secret_volume("tls", tls_secret.metadata.name)],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration], custom_timeouts=SLOW_START),
+            pod_annotations,
+            pulumi.ResourceOptions(parent=self, depends_on=[migration], custom_timeouts=SLOW_START),
         )
         if args.replicas > 1:
             kube.disruption_budget(f"{name}-pdb", NAME, args.namespace, COMPONENT,
@@ -353,30 +340,21 @@ class Portus(pulumi.ComponentResource):
 
         # The background worker has no port to probe: it is the container's only process, so the
         # container exits (and is restarted) when it fails.
-        k8s.apps.v1.Deployment(
-            f"{name}-background",
-            metadata=kube.metadata(BACKGROUND_NAME, args.namespace, "background", version),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                # Two workers would process the same registry events twice.
-                replicas=1,
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(BACKGROUND_NAME)),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=kube.labels(BACKGROUND_NAME, "background", version), annotations=pod_annotations
-                    ),
-                    spec=pod_spec([k8s.core.v1.ContainerArgs(
-                        name="background",
-                        image=args.image,
-                        command=["portusctl", "exec", "rails", "r", f"{APP_DIR}/bin/background.rb"],
-                        env=[*common_env, *kube.env({"PORTUS_BACKGROUND": "true"})],
-                        volume_mounts=common_mounts,
-                        resources=kube.resources(args.background_resources),
-                        security_context=kube.restricted_container_security(),
-                    )]),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+        kube.deployment(
+            f"{name}-background", BACKGROUND_NAME, args.namespace, "background", version, 1,
+            pod_spec([k8s.core.v1.ContainerArgs(
+                name="background",
+                image=args.image,
+                command=["portusctl", "exec", "rails", "r", f"{APP_DIR}/bin/background.rb"],
+                env=[*common_env, *kube.env({"PORTUS_BACKGROUND": "true"})],
+                volume_mounts=common_mounts,
+                resources=kube.resources(args.background_resources),
+                security_context=kube.restricted_container_security(),
+            )]),
+            pod_annotations,
+            pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+            # Two workers would process the same registry events twice.
+            recreate=True,
         )
 
         record = args.registry

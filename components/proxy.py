@@ -80,50 +80,32 @@ class Proxy(pulumi.ComponentResource):
             resources=kube.resources(args.resources),
             security_context=kube.restricted_container_security(),
         )
-        deployment = k8s.apps.v1.Deployment(
-            name,
-            metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
-                ),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=kube.labels(NAME, COMPONENT, version),
-                        annotations={
-                            "checksum/config": kube.checksum(self.nginx_conf),
-                            "checksum/secret": kube.checksum(
-                                args.certificate.cert_pem, args.certificate.private_key_pem
-                            ),
-                        },
-                    ),
-                    spec=kube.pod_spec(
-                        kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
-                        RUN_AS,
-                        [container],
-                        [
-                            kube.config_map_volume("config", config.metadata.name),
-                            kube.secret_volume("tls", tls_secret.metadata.name),
-                            kube.config_map_volume("trust", args.trust_bundle),
-                            kube.empty_dir("runtime", "64Mi"),
-                        ],
-                        topology_spread_constraints=[
-                            k8s.core.v1.TopologySpreadConstraintArgs(
-                                max_skew=1,
-                                topology_key="kubernetes.io/hostname",
-                                when_unsatisfiable="ScheduleAnyway",
-                                label_selector=k8s.meta.v1.LabelSelectorArgs(
-                                    match_labels=kube.selector_labels(NAME)
-                                ),
-                            )
-                        ],
-                    ),
-                ),
+        deployment = kube.deployment(
+            name, NAME, args.namespace, COMPONENT, version, args.replicas,
+            kube.pod_spec(
+                kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
+                RUN_AS,
+                [container],
+                [
+                    kube.config_map_volume("config", config.metadata.name),
+                    kube.secret_volume("tls", tls_secret.metadata.name),
+                    kube.config_map_volume("trust", args.trust_bundle),
+                    kube.empty_dir("runtime", "64Mi"),
+                ],
+                topology_spread_constraints=[
+                    k8s.core.v1.TopologySpreadConstraintArgs(
+                        max_skew=1,
+                        topology_key="kubernetes.io/hostname",
+                        when_unsatisfiable="ScheduleAnyway",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
+                    )
+                ],
             ),
-            opts=child,
+            {
+                "checksum/config": kube.checksum(self.nginx_conf),
+                "checksum/secret": kube.checksum(args.certificate.cert_pem, args.certificate.private_key_pem),
+            },
+            child,
         )
         if args.replicas > 1:
             kube.disruption_budget(f"{name}-pdb", NAME, args.namespace, COMPONENT,

@@ -124,43 +124,33 @@ class Registry(pulumi.ComponentResource):
             resources=kube.resources(args.resources),
             security_context=kube.restricted_container_security(),
         )
-        k8s.apps.v1.Deployment(
-            f"{name}",
-            metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
-                # One ReadWriteOnce volume: the old pod must let go of it before the new one starts.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=kube.labels(NAME, COMPONENT, version),
-                        annotations={
-                            "checksum/config": kube.checksum(self.config_yaml, args.token_cert_pem),
-                            "checksum/secret": kube.checksum(
-                                args.http_secret, args.certificate.cert_pem, args.certificate.private_key_pem
-                            ),
-                        },
+        kube.deployment(
+            name, NAME, args.namespace, COMPONENT, version, 1,
+            kube.pod_spec(
+                account,
+                RUN_AS,
+                [container],
+                [
+                    kube.config_map_volume("config", config.metadata.name),
+                    kube.secret_volume("tls", tls_secret.metadata.name),
+                    kube.config_map_volume("trust", args.trust_bundle),
+                    k8s.core.v1.VolumeArgs(
+                        name="data",
+                        persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                            claim_name=self.claim_name
+                        ),
                     ),
-                    spec=kube.pod_spec(
-                        account,
-                        RUN_AS,
-                        [container],
-                        [
-                            kube.config_map_volume("config", config.metadata.name),
-                            kube.secret_volume("tls", tls_secret.metadata.name),
-                            kube.config_map_volume("trust", args.trust_bundle),
-                            k8s.core.v1.VolumeArgs(
-                                name="data",
-                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=self.claim_name
-                                ),
-                            ),
-                        ],
-                    ),
-                ),
+                ],
             ),
-            opts=child,
+            {
+                "checksum/config": kube.checksum(self.config_yaml, args.token_cert_pem),
+                "checksum/secret": kube.checksum(
+                    args.http_secret, args.certificate.cert_pem, args.certificate.private_key_pem
+                ),
+            },
+            child,
+            # One ReadWriteOnce volume: the old pod must let go of it before the new one starts.
+            recreate=True,
         )
         service = kube.cluster_ip_service(
             f"{name}-svc", NAME, args.namespace, COMPONENT,
