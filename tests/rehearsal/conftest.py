@@ -1,0 +1,56 @@
+"""Fixtures of the rehearsal: the stack rendered once, the test images built once, and for each test a
+fresh rig (its own directory and ports) that is stopped, by PID, however the test ends."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from tests.rehearsal.image import Image, build_image
+from tests.rehearsal.processes import missing_binaries
+from tests.rehearsal.rig import Rig, render_rehearsal_stack, running
+from tests.render import Rendered
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="session")
+def rendered() -> Rendered:
+    if missing := missing_binaries():
+        pytest.fail(
+            f"the rehearsal needs {', '.join(missing)}; install them with"
+            " `apt-get install nginx-light docker-registry skopeo` (.ci/run does)",
+            pytrace=False,
+        )
+    return render_rehearsal_stack()
+
+
+@pytest.fixture
+def rig(rendered: Rendered) -> Iterator[Rig]:
+    with running(rendered) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def small_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    return build_image(tmp_path_factory.mktemp("small-image"), [4 << 10, 300 << 10, 2 * MIB], seed=1)
+
+
+@pytest.fixture(scope="session")
+def big_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    """One 256 MiB layer of random data and two small ones; removed at the end of the session."""
+    layout = tmp_path_factory.mktemp("big-image")
+    yield build_image(layout, [256 * MIB, MIB, 32 << 10], seed=256)
+    shutil.rmtree(layout)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report ends with the last lines each program logged."""
+    report = yield
+    rig = getattr(item, "funcargs", {}).get("rig")
+    if report.when == "call" and report.failed and isinstance(rig, Rig):
+        report.sections.append(("rehearsal logs", rig.logs()))
+    return report

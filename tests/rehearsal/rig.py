@@ -1,0 +1,276 @@
+"""One rehearsal of the platform: the rendered stack adapted under a directory, the Portus stand-in,
+the registry and nginx started on free ports, and the clients (skopeo, a plain HTTPS client) that
+reach them by the stack's own names."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from components.nginx_conf import HEALTH_PATH as PROXY_HEALTH_PATH
+from components.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
+from components.registry_config import HEALTH_PATH as REGISTRY_HEALTH_PATH
+from components.registry_config import STORAGE_ROOT
+from components.registry_config import TLS_DIR as REGISTRY_TLS_DIR
+from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
+from tests.rehearsal.image import Image
+from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts
+from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
+from tests.render import Rendered, load_stack_file, render_stack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STACK_FILE = REPO_ROOT / "Pulumi.prod.yaml"
+# The node-port range: the public port must be one the stack accepts.
+NODE_PORTS = (30000, 32767)
+SKOPEO_TIMEOUT = 300
+
+
+def render_rehearsal_stack() -> Rendered:
+    """The production example stack, exposed on a free node port instead of through an Ingress (there
+    is no ingress controller here), so the public names carry a port nginx can listen on."""
+    config, project, stack = load_stack_file(STACK_FILE)
+    config = {k: v for k, v in config.items() if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
+    config |= {f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS)}
+    return render_stack(config, project, stack)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=tls)
+        self.tls = tls
+
+    def connect(self) -> None:
+        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def https(url: str, method: str = "GET", *, ca: Path, headers: Mapping[str, str] | None = None,
+          body: bytes | None = None, timeout: float = 10) -> Response:
+    """One request to ``url`` (its host reached on 127.0.0.1), trusting only the CA in ``ca``."""
+    parts = urlsplit(url)
+    assert parts.hostname and parts.port
+    connection = _LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
+    try:
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, dict(headers or {}))
+        answer = connection.getresponse()
+        return Response(answer.status, answer.headers, answer.read())
+    finally:
+        connection.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15, interval: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not (met := condition()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return met
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((LOOPBACK, port)) == 0
+
+
+class Rig:
+    """The three services of one rehearsal (created stopped) and the clients that talk to them."""
+
+    def __init__(self, rendered: Rendered, root: Path) -> None:
+        self.root = root
+        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port())
+        self.site = site = adapt(rendered, self.ports, root / "site")
+        outputs = rendered.outputs
+        self.registry_host: str = outputs["registryHost"]
+        self.portal_url: str = outputs["portalUrl"]
+        self.username: str = outputs["adminUsername"]
+        self.password: str = outputs["adminPassword"]
+        self.ca_file = site.ca_dir / "ca.crt"
+        self.record = root / "portus-requests.jsonl"
+        self.record.touch()
+        self.home = root / "home"
+        self.home.mkdir()
+        self.authfile = self.home / "auth.json"
+        logs = root / "logs"
+        logs.mkdir()
+        self.portus = Service(
+            "portus", [*site.portus.argv, "--record", str(self.record), "--user", f"{self.username}:{self.password}"],
+            child_env({**site.portus.env, "PYTHONPATH": str(REPO_ROOT)}), logs / "portus.log",
+            lambda: _accepts(self.ports.portus),
+        )
+        self.registry = Service(
+            "registry", with_hosts(site.registry.argv, site.hosts_file), child_env(site.registry.env),
+            logs / "registry.log", self._registry_healthy,
+        )
+        self.proxy = Service(
+            "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
+        )
+        self.services = [self.portus, self.registry, self.proxy]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        for service in self.services:
+            service.start()
+
+    def stop(self) -> None:
+        errors = []
+        for service in reversed(self.services):
+            try:
+                service.stop()
+            except Exception as exc:  # stop the others all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def tls_files(self, service: Service) -> tuple[Path, Path]:
+        """The certificate and key the registry or the Portus stand-in serves."""
+        if service is self.registry:
+            tls_dir = self.site.registry.path(REGISTRY_TLS_DIR)
+            return tls_dir / "tls.crt", tls_dir / "tls.key"
+        return Path(self.site.portus.env["PORTUS_PUMA_TLS_CERT"]), Path(self.site.portus.env["PORTUS_PUMA_TLS_KEY"])
+
+    def present(self, service: Service, cert_pem: str, key_pem: str) -> None:
+        """Restart the registry or the Portus stand-in serving another certificate."""
+        cert, key = self.tls_files(service)
+        service.stop()
+        cert.write_text(cert_pem)
+        key.write_text(key_pem)
+        service.start()
+
+    def logs(self) -> str:
+        """The last lines each service logged."""
+        return "\n".join(f"=== {s.name} ===\n{s.log_tail()}" for s in self.services)
+
+    @property
+    def storage(self) -> Path:
+        return self.site.registry.path(STORAGE_ROOT)
+
+    @property
+    def proxy_runtime(self) -> Path:
+        """The parent of nginx's temp dirs (the pod's emptyDir)."""
+        return self.site.proxy.path(PROXY_RUNTIME_DIR)
+
+    def _registry_healthy(self) -> bool:
+        try:
+            with contextlib.closing(http.client.HTTPConnection(LOOPBACK, self.ports.registry_debug, timeout=2)) as c:
+                c.request("GET", REGISTRY_HEALTH_PATH)
+                return c.getresponse().status == 200
+        except OSError:
+            return False
+
+    def _proxy_healthy(self) -> bool:
+        try:
+            return self.request("GET", PROXY_HEALTH_PATH, timeout=2).status == 200
+        except OSError:
+            return False
+
+    # ------------------------------------------------------------------ HTTPS through the proxy
+
+    @property
+    def registry_url(self) -> str:
+        return f"https://{self.registry_host}"
+
+    def request(self, method: str, path: str, *, base: str | None = None, ca: Path | None = None,
+                headers: Mapping[str, str] | None = None, body: bytes | None = None, timeout: float = 10) -> Response:
+        """A request to the public registry name (or ``base``), i.e. to nginx."""
+        return https((base or self.registry_url) + path, method, ca=ca or self.ca_file, headers=headers, body=body,
+                     timeout=timeout)
+
+    def token(self, *scopes: str) -> Response:
+        """Ask the token endpoint (through the proxy) as the admin user, as a Docker client would."""
+        query = urlencode([("service", self.registry_host), *(("scope", s) for s in scopes)])
+        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return self.request("GET", f"{TOKEN_PATH}?{query}", base=self.portal_url,
+                            headers={"Authorization": f"Basic {basic}"})
+
+    # ------------------------------------------------------------------ what the stand-in saw
+
+    def portus_requests(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Registry events posted to the webhook, in order."""
+        return [
+            event
+            for entry in self.portus_requests()
+            if entry["method"] == "POST" and entry["path"] == WEBHOOK_PATH
+            for event in json.loads(entry["body"])["events"]
+        ]
+
+    def wait_for_events(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> list[dict[str, Any]]:
+        """The events matching ``predicate``, once there is one (or none after ``timeout``)."""
+        wait_until(lambda: any(predicate(e) for e in self.events()), timeout)
+        return [e for e in self.events() if predicate(e)]
+
+    # ------------------------------------------------------------------ skopeo
+
+    def skopeo(self, *args: str, stdin: str | None = None, timeout: float = SKOPEO_TIMEOUT
+               ) -> subprocess.CompletedProcess[str]:
+        # --insecure-policy: no image-signature policy file to read; TLS is verified as always.
+        argv = with_hosts(["skopeo", "--insecure-policy", *args], self.site.hosts_file)
+        return run(argv, child_env({"HOME": str(self.home)}), timeout, stdin)
+
+    def login(self, password: str | None = None, cert_dir: Path | None = None,
+              registry: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.skopeo(
+            "login", "--authfile", str(self.authfile), "--cert-dir", str(cert_dir or self.site.ca_dir),
+            "--username", self.username, "--password-stdin", registry or self.registry_host,
+            stdin=password or self.password, timeout=60,
+        )
+
+    def push(self, image: Image, repository: str, registry: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.skopeo(
+            "copy", "--authfile", str(self.authfile), "--dest-cert-dir", str(self.site.ca_dir),
+            image.reference, f"docker://{registry or self.registry_host}/{repository}:{image.tag}",
+        )
+
+    def pull(
+        self, repository: str, tag: str, registry: str | None = None
+    ) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        """Copy an image from the registry into a fresh ``dir:`` directory."""
+        destination = self.root / "pulled" / f"{repository.replace('/', '_')}-{time.monotonic_ns()}"
+        destination.mkdir(parents=True)
+        done = self.skopeo(
+            "copy", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
+            f"docker://{registry or self.registry_host}/{repository}:{tag}", f"dir:{destination}",
+        )
+        return destination, done
+
+
+@contextlib.contextmanager
+def running(rendered: Rendered, parent: Path | None = None) -> Iterator[Rig]:
+    """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
+        # nginx's workers run as nobody (the master as root): they must reach their temp dirs.
+        os.chmod(root, 0o755)
+        rig = Rig(rendered, Path(root))
+        try:
+            rig.start()
+            yield rig
+        finally:
+            rig.stop()

@@ -1,0 +1,59 @@
+"""TLS at every hop: clients verify the edge with the platform CA alone, and nginx verifies the registry
+and Portus (CA and name) before it forwards anything."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from tests.rehearsal.impostors import impostor_of
+from tests.rehearsal.rig import Rig
+from tests.rehearsal.standin import TOKEN_PATH
+
+
+def test_edge_is_trusted_through_the_platform_ca_only(rig: Rig, tmp_path: Path) -> None:
+    assert rig.request("GET", "/healthz").status == 200
+    assert rig.request("GET", "/", base=rig.portal_url).status == 200
+
+    other_ca = tmp_path / "other-ca"
+    other_ca.mkdir()
+    (other_ca / "ca.crt").write_text(impostor_of(rig.ca_file.read_text()).ca_pem)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        rig.request("GET", "/healthz", ca=other_ca / "ca.crt")
+    login = rig.login(cert_dir=other_ca)
+    assert login.returncode != 0
+    assert "certificate signed by unknown authority" in login.stderr
+    assert rig.login().returncode == 0
+
+
+def test_proxy_refuses_a_registry_certificate_from_another_ca(rig: Rig) -> None:
+    assert rig.request("GET", "/v2/").status == 401
+    cert, _ = rig.tls_files(rig.registry)
+    impostor = impostor_of(cert.read_text())
+    rig.present(rig.registry, impostor.cert_pem, impostor.key_pem)
+
+    assert rig.request("GET", "/v2/").status == 502
+    assert "upstream SSL certificate verify error" in rig.proxy.log.read_text()
+
+
+def test_proxy_refuses_a_portus_certificate_from_another_ca(rig: Rig) -> None:
+    assert rig.token().status == 200
+    cert, _ = rig.tls_files(rig.portus)
+    impostor = impostor_of(cert.read_text())
+    rig.present(rig.portus, impostor.cert_pem, impostor.key_pem)
+
+    assert rig.token().status == 502
+    assert rig.request("GET", "/", base=rig.portal_url).status == 502
+    # Only the first token request got through to Portus.
+    assert len([r for r in rig.portus_requests() if r["path"].startswith(TOKEN_PATH)]) == 1
+
+
+def test_proxy_checks_the_registry_certificate_name(rig: Rig) -> None:
+    # Portus's certificate comes from the platform CA too, but names Portus, not the registry.
+    cert, key = rig.tls_files(rig.portus)
+    rig.present(rig.registry, cert.read_text(), key.read_text())
+
+    assert rig.request("GET", "/v2/").status == 502
+    assert "upstream SSL certificate does not match" in rig.proxy.log.read_text()
