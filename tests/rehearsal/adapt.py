@@ -142,10 +142,10 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path) -> 
         mounts[mount["mountPath"]] = local
     env = {e["name"]: _localize(_env_value(objects, e), mounts) for e in container.get("env", [])}
     if name == "portus":
-        argv = STANDIN
-    else:
-        program, *args = container.get("command") or [container["image"].split("/")[-1].split(":")[0]]
-        argv = [DEBIAN_PROGRAMS[program], *args, *container.get("args", [])]
+        # A local program, not a container command: its paths are this machine's already.
+        return Workload(STANDIN, env, mounts)
+    program, *args = container.get("command") or [container["image"].split("/")[-1].split(":")[0]]
+    argv = [DEBIAN_PROGRAMS[program], *args, *container.get("args", [])]
     return Workload([_localize(a, mounts) for a in argv], env, mounts)
 
 
