@@ -113,18 +113,16 @@ class Database(pulumi.ComponentResource):
         # new stack (new generated passwords) would lock Portus out, so every start re-applies the
         # Secret's password to the existing user (a no-op on first start, before the user exists).
         # The file lives in memory; the password is letters and digits only, so it needs no quoting.
-        credentials_init = k8s.core.v1.ContainerArgs(
-            name="credentials",
-            image=args.image,
-            command=[
+        credentials_init = kube.init_container(
+            "credentials",
+            args.image,
+            [
                 "sh", "-c",
                 f"echo \"ALTER USER IF EXISTS '{USER}'@'%' IDENTIFIED BY '$MARIADB_PASSWORD';\""
                 f" > {INIT_DIR}/init.sql",
             ],
+            [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
             env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
-            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
-            resources=kube.resources(kube.INIT_RESOURCES),
-            security_context=kube.restricted_container_security(),
         )
         claim_policy = "Retain" if args.storage.keep_on_destroy else "Delete"
         k8s.apps.v1.StatefulSet(

@@ -237,3 +237,18 @@ def deployment(resource_name: str, name: str, namespace: pulumi.Input[str], comp
         ),
         opts=opts,
     )
+
+
+def init_container(name: str, image: str, command: Sequence[str],
+                   volume_mounts: Sequence[k8s.core.v1.VolumeMountArgs],
+                   env: Sequence[k8s.core.v1.EnvVarArgs] | None = None) -> k8s.core.v1.ContainerArgs:
+    """A restricted init container that prepares a file or two for the main container."""
+    return k8s.core.v1.ContainerArgs(
+        name=name,
+        image=image,
+        command=list(command),
+        env=list(env) if env else None,
+        volume_mounts=list(volume_mounts),
+        resources=resources(INIT_RESOURCES),
+        security_context=restricted_container_security(),
+    )

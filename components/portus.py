@@ -210,20 +210,18 @@ class Portus(pulumi.ComponentResource):
         ]
         # The system roots plus the platform CA, assembled without root (update-ca-certificates needs
         # it). Without the system roots only outside services would fail, so that is a warning.
-        trust_init = k8s.core.v1.ContainerArgs(
-            name="ca-bundle",
-            image=args.image,
-            command=[
+        trust_init = kube.init_container(
+            "ca-bundle",
+            args.image,
+            [
                 "sh", "-c",
                 f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2; cat {TRUST_DIR}/ca.crt; }}"
                 f" > {CA_BUNDLE_DIR}/ca-bundle.pem",
             ],
-            volume_mounts=[
+            [
                 k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR),
             ],
-            resources=kube.resources(kube.INIT_RESOURCES),
-            security_context=kube.restricted_container_security(),
         )
         host_aliases = [k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)]
 
@@ -280,13 +278,11 @@ class Portus(pulumi.ComponentResource):
             depends_on=[secrets, *args.wait_for],
             mounts=[k8s.core.v1.VolumeMountArgs(name="app-db", mount_path=f"{APP_DIR}/db")],
             volumes=[kube.empty_dir("app-db", "64Mi")],
-            init_containers=[k8s.core.v1.ContainerArgs(
-                name="app-db",
-                image=args.image,
-                command=["cp", "-a", f"{APP_DIR}/db/.", "/writable-db/"],
-                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="app-db", mount_path="/writable-db")],
-                resources=kube.resources(kube.INIT_RESOURCES),
-                security_context=kube.restricted_container_security(),
+            init_containers=[kube.init_container(
+                "app-db",
+                args.image,
+                ["cp", "-a", f"{APP_DIR}/db/.", "/writable-db/"],
+                [k8s.core.v1.VolumeMountArgs(name="app-db", mount_path="/writable-db")],
             )],
         ))
 
