@@ -281,7 +281,7 @@ class Portus(pulumi.ComponentResource):
             init_containers=[kube.init_container(
                 "app-db",
                 args.image,
-                ["cp", "-a", f"{APP_DIR}/db/.", "/writable-db/"],
+                ["cp", "-R", f"{APP_DIR}/db/.", "/writable-db/"],
                 [k8s.core.v1.VolumeMountArgs(name="app-db", mount_path="/writable-db")],
             )],
         ))

@@ -307,7 +307,7 @@ def test_migration_writes_schema_dump_to_a_writable_copy_of_db(prod: Rendered) -
     # Rails 4.2 rewrites db/schema.rb after `db:migrate`; the root filesystem is read-only.
     migration = named_prefix(prod, "Job", "portus-migrate-")
     copy = next(c for c in pod_spec(migration)["initContainers"] if c["name"] == "app-db")
-    assert copy["command"] == ["cp", "-a", "/srv/Portus/db/.", "/writable-db/"]
+    assert copy["command"] == ["cp", "-R", "/srv/Portus/db/.", "/writable-db/"]
     mounts = {m["mountPath"]: m["name"] for m in container(migration)["volumeMounts"]}
     assert mounts["/srv/Portus/db"] == copy["volumeMounts"][0]["name"]
 
