@@ -56,8 +56,7 @@ class PortusPlatform(pulumi.ComponentResource):
     admin_username: str
     admin_password: pulumi.Output[str]
     docker_login: str
-    nginx_conf: str
-    registry_config: str
+    ca_install_paths: dict[str, str]
 
     def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:platform:PortusPlatform", name, None, opts)
@@ -183,8 +182,6 @@ class PortusPlatform(pulumi.ComponentResource):
             f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
         )
         self.ca_install_paths = ca_install_paths(config.registry_address)
-        self.nginx_conf = edge.nginx_conf
-        self.registry_config = reg.config_yaml
         self.register_outputs({
             "portalUrl": self.portal_url,
             "registryHost": self.registry_address,

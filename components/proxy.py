@@ -45,18 +45,17 @@ class Proxy(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     cluster_ip: pulumi.Output[str]
     tls_secret_name: pulumi.Output[str]
-    nginx_conf: str
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:proxy:Proxy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
-        self.nginx_conf = render_nginx_conf(args.settings)
+        nginx_conf = render_nginx_conf(args.settings)
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=kube.metadata(f"{NAME}-config", args.namespace, COMPONENT),
-            data={"nginx.conf": self.nginx_conf},
+            data={"nginx.conf": nginx_conf},
             opts=child,
         )
         tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
@@ -102,7 +101,7 @@ class Proxy(pulumi.ComponentResource):
                 ],
             ),
             {
-                "checksum/config": kube.checksum(self.nginx_conf),
+                "checksum/config": kube.checksum(nginx_conf),
                 "checksum/secret": kube.checksum(args.certificate.cert_pem, args.certificate.private_key_pem),
             },
             child,

@@ -49,18 +49,17 @@ class RegistryArgs:
 class Registry(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     claim_name: pulumi.Output[str]
-    config_yaml: str
 
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:registry:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
-        self.config_yaml = render_registry_config(args.settings)
+        config_yaml = render_registry_config(args.settings)
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=kube.metadata(f"{NAME}-config", args.namespace, COMPONENT),
-            data={CONFIG_FILE: self.config_yaml, TOKEN_CERT_FILE: args.token_cert_pem},
+            data={CONFIG_FILE: config_yaml, TOKEN_CERT_FILE: args.token_cert_pem},
             opts=child,
         )
         secret = k8s.core.v1.Secret(
@@ -143,7 +142,7 @@ class Registry(pulumi.ComponentResource):
                 ],
             ),
             {
-                "checksum/config": kube.checksum(self.config_yaml, args.token_cert_pem),
+                "checksum/config": kube.checksum(config_yaml, args.token_cert_pem),
                 "checksum/secret": kube.checksum(
                     args.http_secret, args.certificate.cert_pem, args.certificate.private_key_pem
                 ),
