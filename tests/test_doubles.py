@@ -497,6 +497,17 @@ def test_render_stack_surfaces_errors_inside_apply(program_dir: Path) -> None:
         )
 
 
+def _module(module: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python -m module args...`` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_render_cli_writes_files_and_exits_2_on_bad_config(
     program_dir: Path, tmp_path: Path
 ) -> None:
@@ -504,14 +515,7 @@ def test_render_cli_writes_files_and_exits_2_on_bad_config(
     good.write_text(
         "config:\n  portus:hostname: r.example.com\n  portus:ports:\n    - 5000\n"
     )
-    cli = [sys.executable, "-m", "tests.render"]
-    run = subprocess.run(
-        [*cli, str(good), str(tmp_path / "out"), "--program-dir", str(program_dir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _module("tests.render", good, tmp_path / "out", "--program-dir", program_dir)
     assert run.returncode == 0, run.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "service-portus-web.yaml" in files and "service-other-web.yaml" in files
@@ -519,24 +523,12 @@ def test_render_cli_writes_files_and_exits_2_on_bad_config(
     assert json.loads((tmp_path / "out" / "outputs.secrets.json").read_text()) == [
         "adminPassword"
     ]
-    schema = subprocess.run(
-        [sys.executable, "-m", "tests.schema", str(tmp_path / "out")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    schema = _module("tests.schema", tmp_path / "out")
     assert schema.returncode == 0, schema.stderr
 
     bad = program_dir / "Pulumi.bad.yaml"
     bad.write_text("config:\n  portus:hostname: nodots\n  portus:ports: []\n")
-    run = subprocess.run(
-        [*cli, str(bad), str(tmp_path / "bad"), "--program-dir", str(program_dir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _module("tests.render", bad, tmp_path / "bad", "--program-dir", program_dir)
     assert run.returncode == 2
     assert (
         run.stderr.strip()
