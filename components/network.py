@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, nginx_conf, portus, proxy, registry
+from components import database, kube, portus, registry
+from components.edge import nginx_conf, proxy
 
 
 def _task_pods(component: str) -> dict[str, str]:

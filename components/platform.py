@@ -6,18 +6,19 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, portus, proxy, registry
+from components import database, kube, portus, registry
 from components.config import Exposure, PlatformConfig
 from components.database import Database, DatabaseArgs, generated_password
-from components.ingress import PublicIngress, PublicIngressArgs
+from components.edge import proxy
+from components.edge.ingress import PublicIngress, PublicIngressArgs
+from components.edge.nginx_conf import NginxSettings, Upstream
+from components.edge.proxy import Proxy, ProxyArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
-from components.nginx_conf import NginxSettings, Upstream
 from components.pki import Pki, PkiArgs
 from components.portus import DatabaseConnection, Portus, PortusArgs, RegistryRecord
-from components.proxy import Proxy, ProxyArgs
 from components.registry import Registry, RegistryArgs
-from components.registry_config import RegistrySettings
+from components.registry.config_file import RegistrySettings
 
 REGISTRY_RECORD_NAME = "registry"
 

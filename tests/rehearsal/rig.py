@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from components.nginx_conf import HEALTH_PATH as PROXY_HEALTH_PATH
-from components.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
-from components.registry_config import HEALTH_PATH as REGISTRY_HEALTH_PATH
-from components.registry_config import STORAGE_ROOT
-from components.registry_config import TLS_DIR as REGISTRY_TLS_DIR
+from components.edge.nginx_conf import HEALTH_PATH as PROXY_HEALTH_PATH
+from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
+from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
+from components.registry.config_file import STORAGE_ROOT
+from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
 from tests.rehearsal.image import Image
 from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts

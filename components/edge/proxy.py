@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.config import Exposure, ResourceSpec
-from components.nginx_conf import (
+from components.edge.nginx_conf import (
     HEALTH_PATH,
     LISTEN_PORT,
     RUNTIME_DIR,

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from components.config import ResourceSpec, StorageConfig
 from components.pki import ServerCertificate
-from components.registry_config import (
+from components.registry.config_file import (
     CONFIG_DIR,
     CONFIG_FILE,
     DEBUG_PORT,
