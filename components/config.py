@@ -8,68 +8,35 @@ value and what is allowed.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
 import pulumi
 import pulumi.runtime.config
 
-PROJECT = "portus"
-
-
-class ConfigError(pulumi.RunError):
-    """A stack config value that the platform cannot use; reported on one line, without a traceback."""
-
-    def __init__(self, key: str, value: object, allowed: str) -> None:
-        shown = "(not set)" if value is None else json.dumps(value) if not isinstance(value, str) else repr(value)
-        super().__init__(f"config error: {PROJECT}:{key} = {shown}: {allowed}")
-        self.key = key
-
-
-class Exposure(StrEnum):
-    INGRESS = "ingress"
-    NODE_PORT = "nodePort"
-    LOAD_BALANCER = "loadBalancer"
-
+from components.edge.exposure import Exposure
+from components.kube import ResourceSpec
+from components.registry.storage import FilesystemStorage, StorageBackend
+from components.validation import (
+    PROJECT,
+    ConfigError,
+    as_bool,
+    as_object,
+    byte_quantity,
+    cpu_quantity,
+    dns_label,
+    email,
+    host_name,
+    int_between,
+    one_of,
+    optional,
+    pinned_image,
+    portus_username,
+    quantity_value,
+)
 
 WORKLOADS = ("portus", "background", "registry", "database", "proxy")
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
-_EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", re.IGNORECASE)
-# Portus 2.4 user names: lower-case letters, digits and separators, 4 to 30 characters (User model).
-_PORTUS_USERNAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_BYTES = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_CPU = re.compile(r"^(\d+(?:\.\d+)?)(m)?$")
-# registry/repository[:tag][@sha256:digest] with a tag or digest that pins a release.
-_IMAGE = re.compile(
-    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@sha256:[a-f0-9]{64})?$"
-)
-_BYTE_FACTORS = {
-    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}
-
-
-@dataclass(frozen=True)
-class ResourceSpec:
-    """CPU/memory requests and limits of one container, as Kubernetes quantities."""
-
-    cpu_request: str
-    memory_request: str
-    cpu_limit: str
-    memory_limit: str
-
-    def to_kubernetes(self) -> dict[str, dict[str, str]]:
-        return {
-            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
-            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
-        }
 
 
 DEFAULT_RESOURCES: dict[str, ResourceSpec] = {
@@ -80,7 +47,6 @@ DEFAULT_RESOURCES: dict[str, ResourceSpec] = {
     "database": ResourceSpec("250m", "512Mi", "2", "2Gi"),
     "proxy": ResourceSpec("100m", "64Mi", "2", "512Mi"),
 }
-
 
 @dataclass(frozen=True)
 class ExposureConfig:
@@ -93,8 +59,8 @@ class ExposureConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     storage_class: str | None
-    registry_size: str
-    registry_existing_claim: str | None
+    """StorageClass of every claim the platform creates; None for the cluster's default."""
+    registry: StorageBackend
     database_size: str
     keep_on_destroy: bool
 
@@ -147,124 +113,6 @@ class PlatformConfig:
         return list(dict.fromkeys([self.host, self.registry_host]))
 
 
-# --- parsers: each takes the raw value and returns the typed one or raises ValueError(allowed) ----
-
-
-def _as_str(raw: Any) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise ValueError("a non-empty string")
-    return raw
-
-
-def _as_int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError("an integer")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
-        return int(raw)
-    raise ValueError("an integer")
-
-
-def _as_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    raise ValueError("true or false")
-
-
-def _as_object(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ValueError("an object") from None
-    if not isinstance(raw, dict):
-        raise ValueError("an object")
-    return raw
-
-
-def _dns_label(raw: Any) -> str:
-    value = _as_str(raw)
-    if not _DNS_LABEL.match(value):
-        raise ValueError("a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
-    return value
-
-
-def _host_name(raw: Any) -> str:
-    value = _as_str(raw)
-    if not _HOST_NAME.match(value) or value.replace(".", "").isdigit():
-        raise ValueError("a DNS host name without scheme, port or path, e.g. registry.example.com")
-    return value
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str]:
-    def parse(raw: Any) -> str:
-        if raw not in allowed:
-            raise ValueError("one of " + ", ".join(allowed))
-        return str(raw)
-
-    return parse
-
-
-def _int_between(low: int, high: int) -> Callable[[Any], int]:
-    def parse(raw: Any) -> int:
-        value = _as_int(raw)
-        if not low <= value <= high:
-            raise ValueError(f"an integer from {low} to {high}")
-        return value
-
-    return parse
-
-
-def _byte_quantity(raw: Any) -> str:
-    value = _as_str(raw) if not isinstance(raw, int) or isinstance(raw, bool) else str(raw)
-    match = _BYTES.match(value)
-    if not match or float(match.group(1)) * _BYTE_FACTORS[match.group(2)] < 1:
-        raise ValueError("a positive Kubernetes quantity such as 512Mi or 20Gi")
-    return value
-
-
-def _cpu_quantity(raw: Any) -> str:
-    value = str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else _as_str(raw)
-    match = _CPU.match(value)
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError("a positive CPU quantity such as 250m or 2")
-    return value
-
-
-def _pinned_image(raw: Any) -> str:
-    value = _as_str(raw)
-    match = _IMAGE.match(value)
-    if not match or (match.group("tag") in (None, "latest") and "@sha256:" not in value):
-        raise ValueError("an image reference pinned to a release tag or digest (not 'latest'), e.g. registry:2.8.3")
-    return value
-
-
-def _email(raw: Any) -> str:
-    value = _as_str(raw)
-    if not _EMAIL.match(value):
-        raise ValueError("an e-mail address such as admin@example.com")
-    return value
-
-
-def _portus_username(raw: Any) -> str:
-    value = _as_str(raw)
-    if not 4 <= len(value) <= 30 or not _PORTUS_USERNAME.match(value) or value == "portus":
-        raise ValueError(
-            "4 to 30 lower-case letters, digits, '.', '_' or '-', not 'portus' (reserved by Portus)"
-        )
-    return value
-
-
-def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def parse_optional(raw: Any) -> Any:
-        return None if raw in (None, "") else parse(raw)
-
-    return parse_optional
-
-
 @dataclass(frozen=True)
 class Key:
     """One stack config key: how it is parsed, its default, its type in Pulumi.yaml, its meaning."""
@@ -279,45 +127,45 @@ class Key:
 _REQUIRED = object()
 
 KEYS: tuple[Key, ...] = (
-    Key("host", _host_name, _REQUIRED, "string",
+    Key("host", host_name, _REQUIRED, "string",
         "Public DNS name of the Portus web UI and token service (and of the registry unless registryHost is set)."),
-    Key("registryHost", _optional(_host_name), None, "string",
+    Key("registryHost", optional(host_name), None, "string",
         "Public DNS name Docker clients push to; defaults to host."),
-    Key("adminEmail", _email, _REQUIRED, "string", "E-mail of the first Portus administrator."),
-    Key("adminUsername", _portus_username, "admin", "string", "User name of the first Portus administrator."),
-    Key("namespace", _dns_label, "portus", "string", "Kubernetes namespace the platform is deployed into."),
-    Key("exposure", _one_of(*(mode.value for mode in Exposure)), Exposure.INGRESS.value, "string",
+    Key("adminEmail", email, _REQUIRED, "string", "E-mail of the first Portus administrator."),
+    Key("adminUsername", portus_username, "admin", "string", "User name of the first Portus administrator."),
+    Key("namespace", dns_label, "portus", "string", "Kubernetes namespace the platform is deployed into."),
+    Key("exposure", one_of(*(mode.value for mode in Exposure)), Exposure.INGRESS.value, "string",
         "How clients outside the cluster reach the platform: ingress, nodePort or loadBalancer."),
-    Key("publicPort", _int_between(1, 65535), None, "integer",
+    Key("publicPort", int_between(1, 65535), None, "integer",
         "Port clients use: 443 by default; for nodePort it is the node port (30000-32767, default 30443)."),
-    Key("ingressClassName", _optional(_dns_label), None, "string",
+    Key("ingressClassName", optional(dns_label), None, "string",
         "IngressClass of the Ingress (exposure=ingress only); default nginx."),
-    Key("ingressControllerNamespace", _optional(_dns_label), None, "string",
+    Key("ingressControllerNamespace", optional(dns_label), None, "string",
         "Namespace of the ingress controller, allowed through the NetworkPolicy (exposure=ingress only); "
         "default ingress-nginx."),
-    Key("storageClass", _optional(_dns_label), None, "string",
+    Key("storageClass", optional(dns_label), None, "string",
         "StorageClass of the registry and database volumes; the cluster default when unset."),
-    Key("registryStorageSize", _optional(_byte_quantity), None, "string",
+    Key("registryStorageSize", optional(byte_quantity), None, "string",
         "Size of the registry's image store; default 20Gi."),
-    Key("registryExistingClaim", _optional(_dns_label), None, "string",
+    Key("registryExistingClaim", optional(dns_label), None, "string",
         "Use this existing PersistentVolumeClaim for the registry instead of creating one."),
-    Key("databaseStorageSize", _byte_quantity, "8Gi", "string", "Size of the MariaDB volume."),
-    Key("keepDataOnDestroy", _as_bool, True, "boolean",
+    Key("databaseStorageSize", byte_quantity, "8Gi", "string", "Size of the MariaDB volume."),
+    Key("keepDataOnDestroy", as_bool, True, "boolean",
         "Keep the registry and database volumes (and the StatefulSet's claims) on pulumi destroy."),
-    Key("portusImage", _pinned_image, "opensuse/portus:2.4.3", "string", "Portus web and background image."),
-    Key("registryImage", _pinned_image, "registry:2.8.3", "string", "Docker Distribution registry image."),
-    Key("databaseImage", _pinned_image, "mariadb:10.11.10", "string", "MariaDB image."),
-    Key("proxyImage", _pinned_image, "nginxinc/nginx-unprivileged:1.27.3-alpine", "string",
+    Key("portusImage", pinned_image, "opensuse/portus:2.4.3", "string", "Portus web and background image."),
+    Key("registryImage", pinned_image, "registry:2.8.3", "string", "Docker Distribution registry image."),
+    Key("databaseImage", pinned_image, "mariadb:10.11.10", "string", "MariaDB image."),
+    Key("proxyImage", pinned_image, "nginxinc/nginx-unprivileged:1.27.3-alpine", "string",
         "Unprivileged nginx image of the reverse proxy."),
-    Key("portusReplicas", _int_between(1, 10), 1, "integer", "Replicas of the Portus web Deployment."),
-    Key("proxyReplicas", _int_between(1, 10), 2, "integer", "Replicas of the nginx proxy Deployment."),
-    Key("resources", _as_object, {}, None,
+    Key("portusReplicas", int_between(1, 10), 1, "integer", "Replicas of the Portus web Deployment."),
+    Key("proxyReplicas", int_between(1, 10), 2, "integer", "Replicas of the nginx proxy Deployment."),
+    Key("resources", as_object, {}, None,
         "Per-workload overrides of CPU/memory requests and limits: "
         "{portus|background|registry|database|proxy: {requests: {cpu, memory}, limits: {cpu, memory}}}."),
-    Key("logLevel", _one_of("debug", "info", "warn", "error"), "info", "string",
+    Key("logLevel", one_of("debug", "info", "warn", "error"), "info", "string",
         "Log level of Portus, the registry and the proxy."),
-    Key("signupEnabled", _as_bool, False, "boolean", "Let anyone create a Portus account from the sign-in page."),
-    Key("clusterDomain", _host_name, "cluster.local", "string", "DNS domain of the cluster's Services."),
+    Key("signupEnabled", as_bool, False, "boolean", "Let anyone create a Portus account from the sign-in page."),
+    Key("clusterDomain", host_name, "cluster.local", "string", "DNS domain of the cluster's Services."),
 )
 
 
@@ -340,7 +188,7 @@ def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
             if not isinstance(values, dict) or set(values) - {"cpu", "memory"}:
                 raise ConfigError(f"{path}.{kind}", values, "an object with 'cpu' and/or 'memory'")
             for resource, value in values.items():
-                parse = _cpu_quantity if resource == "cpu" else _byte_quantity
+                parse = cpu_quantity if resource == "cpu" else byte_quantity
                 try:
                     changes[_RESOURCE_FIELDS[kind, resource]] = parse(value)
                 except ValueError as allowed:
@@ -350,20 +198,11 @@ def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
         for resource, request, limit in (
             ("cpu", spec.cpu_request, spec.cpu_limit), ("memory", spec.memory_request, spec.memory_limit),
         ):
-            if _quantity_value(request) > _quantity_value(limit):
+            if quantity_value(request) > quantity_value(limit):
                 raise ConfigError(
                     f"resources.{workload}.requests.{resource}", request, f"must not exceed the limit {limit}"
                 )
     return resources
-
-
-def _quantity_value(quantity: str) -> float:
-    cpu = _CPU.match(quantity)
-    if cpu:
-        return float(cpu.group(1)) / (1000 if cpu.group(2) else 1)
-    match = _BYTES.match(quantity)
-    assert match, quantity
-    return float(match.group(1)) * _BYTE_FACTORS[match.group(2)]
 
 
 def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
@@ -401,8 +240,11 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         exposure=exposure,
         storage=StorageConfig(
             storage_class=values["storageClass"],
-            registry_size=values["registryStorageSize"] or "20Gi",
-            registry_existing_claim=registry_existing_claim,
+            registry=FilesystemStorage(
+                size=values["registryStorageSize"] or "20Gi",
+                storage_class=values["storageClass"],
+                existing_claim=registry_existing_claim,
+            ),
             database_size=values["databaseStorageSize"],
             keep_on_destroy=values["keepDataOnDestroy"],
         ),

@@ -6,16 +6,47 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import ResourceSpec
 from components.pki import ServerCertificate
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """CPU/memory requests and limits of one container, as Kubernetes quantities."""
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    def to_kubernetes(self) -> dict[str, dict[str, str]]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
 
 PART_OF = "portus"
 # Init containers that copy or write a file or two.
 INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
+
+
+@dataclass(frozen=True)
+class KeptData:
+    """How the objects that hold data are declared: kept in the cluster by ``pulumi destroy`` (unless the
+    stack says otherwise) and managed through the provider that adopts them on a later deploy."""
+
+    keep_on_destroy: bool
+    provider: pulumi.ProviderResource
+
+    def options(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=parent, retain_on_delete=self.keep_on_destroy, provider=self.provider, **extra
+        )
 
 
 def image_version(image: str) -> str:

@@ -21,9 +21,8 @@ POD_SECURITY_LEVEL = "restricted"
 class PlatformNamespaceArgs:
     name: str
     ca_cert_pem: pulumi.Input[str]
-    keep_on_destroy: bool
+    kept: kube.KeptData
     """Deleting a namespace deletes every claim in it: a namespace that holds kept data stays too."""
-    kept_data_provider: pulumi.ProviderResource
 
 
 class PlatformNamespace(pulumi.ComponentResource):
@@ -53,9 +52,7 @@ class PlatformNamespace(pulumi.ComponentResource):
                     },
                 },
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self, retain_on_delete=args.keep_on_destroy, provider=args.kept_data_provider
-            ),
+            opts=args.kept.options(self),
         )
         self.name = namespace.metadata.name
         bundle = k8s.core.v1.ConfigMap(

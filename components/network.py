@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components import database, kube, portus, registry
 from components.edge import nginx_conf, proxy
+from components.portus import tasks
 
 
 def _task_pods(component: str) -> dict[str, str]:
@@ -23,8 +24,8 @@ PEERS: dict[str, dict[str, str]] = {
     "background": kube.selector_labels(portus.BACKGROUND_NAME),
     "registry": kube.selector_labels(registry.NAME),
     "database": kube.selector_labels(database.NAME),
-    "migrate": _task_pods(portus.MIGRATE_COMPONENT),
-    "bootstrap": _task_pods(portus.BOOTSTRAP_COMPONENT),
+    "migrate": _task_pods(tasks.MIGRATE_COMPONENT),
+    "bootstrap": _task_pods(tasks.BOOTSTRAP_COMPONENT),
 }
 
 

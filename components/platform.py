@@ -7,9 +7,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import database, kube, portus, registry
-from components.config import Exposure, PlatformConfig
+from components.config import PlatformConfig
 from components.database import Database, DatabaseArgs, generated_password
 from components.edge import proxy
+from components.edge.exposure import Exposure
 from components.edge.ingress import PublicIngress, PublicIngressArgs
 from components.edge.nginx_conf import NginxSettings, Upstream
 from components.edge.proxy import Proxy, ProxyArgs
@@ -77,18 +78,18 @@ class PortusPlatform(pulumi.ComponentResource):
             },
             token_issuer=config.host,
         ), child)
-        kept_data = kept_data_provider(self)
+        kept = kube.KeptData(config.storage.keep_on_destroy, kept_data_provider(self))
         namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
-            name=ns, ca_cert_pem=pki.ca_cert_pem, keep_on_destroy=config.storage.keep_on_destroy,
-            kept_data_provider=kept_data,
+            name=ns, ca_cert_pem=pki.ca_cert_pem, kept=kept,
         ), child)
 
         db = Database("database", DatabaseArgs(
             namespace=namespace.name,
             image=config.images.database,
             resources=config.resources["database"],
-            storage=config.storage,
-            kept_data_provider=kept_data,
+            storage_size=config.storage.database_size,
+            storage_class=config.storage.storage_class,
+            kept=kept,
         ), child)
 
         registry_settings = RegistrySettings(
@@ -102,13 +103,13 @@ class PortusPlatform(pulumi.ComponentResource):
             namespace=namespace.name,
             image=config.images.registry,
             resources=config.resources["registry"],
-            storage=config.storage,
+            storage=config.storage.registry,
             settings=registry_settings,
             certificate=pki.certificates["registry"],
             token_cert_pem=pki.token_cert_pem,
             http_secret=generated_password("registry-http-secret", 48, self).result,
             trust_bundle=namespace.trust_bundle,
-            kept_data_provider=kept_data,
+            kept=kept,
         ), child)
 
         nginx_settings = NginxSettings(

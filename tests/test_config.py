@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from components.config import KEYS, PROJECT, parse_config
+from components.registry.storage import FilesystemStorage
 from tests.conftest import MINIMAL_CONFIG, REPO_ROOT
 
 _REMOVE = object()
@@ -116,7 +117,7 @@ def test_defaults_of_a_minimal_config() -> None:
     assert config.exposure.port == 443
     assert config.registry_address == "portus.example.com"
     assert config.storage.keep_on_destroy is True
-    assert config.storage.registry_size == "20Gi"
+    assert config.storage.registry == FilesystemStorage(size="20Gi")
     node_port = parse_config({**MINIMAL_CONFIG, "exposure": "nodePort"})
     assert node_port.exposure.port == 30443
     assert node_port.registry_address == "portus.example.com:30443"

@@ -10,7 +10,6 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.config import ResourceSpec, StorageConfig
 
 NAME = "mariadb"
 COMPONENT = "database"
@@ -39,10 +38,11 @@ def generated_password(name: str, length: int, parent: pulumi.Resource) -> rando
 class DatabaseArgs:
     namespace: pulumi.Input[str]
     image: str
-    resources: ResourceSpec
-    storage: StorageConfig
-    kept_data_provider: pulumi.ProviderResource
-    """Provider of the StatefulSet, which adopts a StatefulSet kept by an earlier ``pulumi destroy``."""
+    resources: kube.ResourceSpec
+    storage_size: str
+    storage_class: str | None
+    kept: kube.KeptData
+    """How the StatefulSet (and so its claim) is kept and adopted."""
 
 
 class Database(pulumi.ComponentResource):
@@ -124,7 +124,7 @@ class Database(pulumi.ComponentResource):
             [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
             env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
         )
-        claim_policy = "Retain" if args.storage.keep_on_destroy else "Delete"
+        claim_policy = "Retain" if args.kept.keep_on_destroy else "Delete"
         k8s.apps.v1.StatefulSet(
             name,
             metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
@@ -160,18 +160,16 @@ class Database(pulumi.ComponentResource):
                         metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=kube.labels(NAME, COMPONENT)),
                         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                             access_modes=["ReadWriteOnce"],
-                            storage_class_name=args.storage.storage_class,
+                            storage_class_name=args.storage_class,
                             resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": args.storage.database_size}
+                                requests={"storage": args.storage_size}
                             ),
                         ),
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                retain_on_delete=args.storage.keep_on_destroy,
-                provider=args.kept_data_provider,
+            opts=args.kept.options(
+                self,
                 # Claim templates are immutable: a size change must never replace the StatefulSet (and
                 # orphan its data). Grow the claim itself instead (see README, "Resizing volumes").
                 ignore_changes=["spec.volumeClaimTemplates"],

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import Exposure, ResourceSpec
+from components.edge.exposure import Exposure
 from components.edge.nginx_conf import (
     HEALTH_PATH,
     LISTEN_PORT,
@@ -31,7 +31,7 @@ class ProxyArgs:
     namespace: pulumi.Input[str]
     image: str
     replicas: int
-    resources: ResourceSpec
+    resources: kube.ResourceSpec
     settings: NginxSettings
     certificate: ServerCertificate
     trust_bundle: pulumi.Input[str]

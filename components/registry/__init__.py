@@ -8,7 +8,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import ResourceSpec, StorageConfig
 from components.pki import ServerCertificate
 from components.registry.config_file import (
     CONFIG_DIR,
@@ -16,12 +15,12 @@ from components.registry.config_file import (
     DEBUG_PORT,
     HEALTH_PATH,
     LISTEN_PORT,
-    STORAGE_ROOT,
     TLS_DIR,
     TOKEN_CERT_FILE,
     RegistrySettings,
     render_registry_config,
 )
+from components.registry.storage import StorageBackend
 
 NAME = "registry"
 COMPONENT = "registry"
@@ -34,27 +33,26 @@ RUN_AS = kube.RunAs(user=1000, group=1000)
 class RegistryArgs:
     namespace: pulumi.Input[str]
     image: str
-    resources: ResourceSpec
-    storage: StorageConfig
+    resources: kube.ResourceSpec
+    storage: StorageBackend
     settings: RegistrySettings
     certificate: ServerCertificate
     token_cert_pem: pulumi.Input[str]
     http_secret: pulumi.Output[str]
     trust_bundle: pulumi.Input[str]
     """Name of the ConfigMap holding the platform CA (``ca.crt``)."""
-    kept_data_provider: pulumi.ProviderResource
-    """Provider of the claim, which adopts a claim kept by an earlier ``pulumi destroy``."""
+    kept: kube.KeptData
+    """How objects holding image data (a claim) are kept and adopted."""
 
 
 class Registry(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
-    claim_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:registry:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
-        config_yaml = render_registry_config(args.settings)
+        config_yaml = render_registry_config(args.settings, args.storage.driver_config())
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
@@ -71,26 +69,7 @@ class Registry(pulumi.ComponentResource):
         )
         tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
 
-        if args.storage.registry_existing_claim:
-            self.claim_name = pulumi.Output.from_input(args.storage.registry_existing_claim)
-        else:
-            claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{name}-data",
-                metadata=kube.metadata(f"{NAME}-data", args.namespace, COMPONENT),
-                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                    access_modes=["ReadWriteOnce"],
-                    storage_class_name=args.storage.storage_class,
-                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                        requests={"storage": args.storage.registry_size}
-                    ),
-                ),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    retain_on_delete=args.storage.keep_on_destroy,
-                    provider=args.kept_data_provider,
-                ),
-            )
-            self.claim_name = claim.metadata.name
+        storage = args.storage.attach(NAME, args.namespace, args.kept, self)
 
         account = kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child)
         container = k8s.core.v1.ContainerArgs(
@@ -105,12 +84,13 @@ class Registry(pulumi.ComponentResource):
                 kube.secret_env("REGISTRY_HTTP_SECRET", secret.metadata.name, "http-secret"),
                 # Go adds these roots to the system ones: notifications to Portus are verified.
                 k8s.core.v1.EnvVarArgs(name="SSL_CERT_DIR", value=f"/etc/ssl/certs:{TRUST_DIR}"),
+                *storage.env,
             ],
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
-                k8s.core.v1.VolumeMountArgs(name="data", mount_path=STORAGE_ROOT),
+                *storage.mounts,
             ],
             readiness_probe=k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port="debug"),
@@ -133,12 +113,7 @@ class Registry(pulumi.ComponentResource):
                     kube.config_map_volume("config", config.metadata.name),
                     kube.secret_volume("tls", tls_secret.metadata.name),
                     kube.config_map_volume("trust", args.trust_bundle),
-                    k8s.core.v1.VolumeArgs(
-                        name="data",
-                        persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                            claim_name=self.claim_name
-                        ),
-                    ),
+                    *storage.volumes,
                 ],
             ),
             {
@@ -148,8 +123,9 @@ class Registry(pulumi.ComponentResource):
                 ),
             },
             child,
-            # One ReadWriteOnce volume: the old pod must let go of it before the new one starts.
-            recreate=True,
+            # Storage no two pods may share (one ReadWriteOnce volume): the old pod must let go of it
+            # before the new one starts.
+            recreate=not args.storage.shared,
         )
         service = kube.cluster_ip_service(
             f"{name}-svc", NAME, args.namespace, COMPONENT,
@@ -158,4 +134,4 @@ class Registry(pulumi.ComponentResource):
             child,
         )
         self.service_name = service.metadata.name
-        self.register_outputs({"serviceName": self.service_name, "claimName": self.claim_name})
+        self.register_outputs({"serviceName": self.service_name})

@@ -15,7 +15,6 @@ CONFIG_DIR = "/etc/docker/registry"
 CONFIG_FILE = "config.yml"
 TOKEN_CERT_FILE = "token.crt"
 TLS_DIR = "/etc/registry/tls"
-STORAGE_ROOT = "/var/lib/registry"
 LISTEN_PORT = 5000
 DEBUG_PORT = 5001
 HEALTH_PATH = "/debug/health"
@@ -34,17 +33,17 @@ class RegistrySettings:
     log_level: str
     config_dir: str = CONFIG_DIR
     tls_dir: str = TLS_DIR
-    storage_root: str = STORAGE_ROOT
     listen_port: int = LISTEN_PORT
     debug_port: int = DEBUG_PORT
 
 
-def registry_config(settings: RegistrySettings) -> dict[str, Any]:
+def registry_config(settings: RegistrySettings, storage_driver: dict[str, Any]) -> dict[str, Any]:
+    """``storage_driver`` is the storage backend's entry, e.g. ``{"filesystem": {"rootdirectory": ...}}``."""
     return {
         "version": 0.1,
         "log": {"level": settings.log_level, "formatter": "text", "fields": {"service": "registry"}},
         "storage": {
-            "filesystem": {"rootdirectory": settings.storage_root},
+            **storage_driver,
             # Portus deletes tags and manifests through the registry API.
             "delete": {"enabled": True},
             "maintenance": {
@@ -87,5 +86,5 @@ def registry_config(settings: RegistrySettings) -> dict[str, Any]:
     }
 
 
-def render_registry_config(settings: RegistrySettings) -> str:
-    return yaml.safe_dump(registry_config(settings), sort_keys=False)
+def render_registry_config(settings: RegistrySettings, storage_driver: dict[str, Any]) -> str:
+    return yaml.safe_dump(registry_config(settings, storage_driver), sort_keys=False)

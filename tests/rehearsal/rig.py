@@ -23,8 +23,8 @@ from urllib.parse import urlencode, urlsplit
 from components.edge.nginx_conf import HEALTH_PATH as PROXY_HEALTH_PATH
 from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
 from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
-from components.registry.config_file import STORAGE_ROOT
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
+from components.registry.storage import STORAGE_ROOT
 from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
 from tests.rehearsal.image import Image
 from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts

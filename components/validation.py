@@ -1,0 +1,231 @@
+"""Parsing and checking of stack config values, shared by every part that reads its own settings.
+
+Each parser takes the raw value (as the Pulumi CLI hands it over: strings, or JSON for objects) and
+returns the typed value or raises ``ValueError`` with what is allowed; ``ConfigError`` turns that into
+the one line a user sees, naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pulumi
+
+PROJECT = "portus"
+T = TypeVar("T")
+
+
+class ConfigError(pulumi.RunError):
+    """A stack config value that the platform cannot use; reported on one line, without a traceback."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        shown = "(not set)" if value is None else json.dumps(value) if not isinstance(value, str) else repr(value)
+        super().__init__(f"config error: {PROJECT}:{key} = {shown}: {allowed}")
+        self.key = key
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+_EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", re.IGNORECASE)
+# Portus 2.4 user names: lower-case letters, digits and separators, 4 to 30 characters (User model).
+_PORTUS_USERNAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_CPU = re.compile(r"^(\d+(?:\.\d+)?)(m)?$")
+# registry/repository[:tag][@sha256:digest] with a tag or digest that pins a release.
+_IMAGE = re.compile(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@sha256:[a-f0-9]{64})?$"
+)
+_BYTE_FACTORS = {
+    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+
+
+# --- parsers: each takes the raw value and returns the typed one or raises ValueError(allowed) ----
+
+
+def as_str(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("a non-empty string")
+    return raw
+
+
+def as_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("an integer")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
+        return int(raw)
+    raise ValueError("an integer")
+
+
+def as_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ValueError("true or false")
+
+
+def as_object(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError("an object") from None
+    if not isinstance(raw, dict):
+        raise ValueError("an object")
+    return raw
+
+
+def dns_label(raw: Any) -> str:
+    value = as_str(raw)
+    if not _DNS_LABEL.match(value):
+        raise ValueError("a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
+    return value
+
+
+def host_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not _HOST_NAME.match(value) or value.replace(".", "").isdigit():
+        raise ValueError("a DNS host name without scheme, port or path, e.g. registry.example.com")
+    return value
+
+
+def one_of(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if raw not in allowed:
+            raise ValueError("one of " + ", ".join(allowed))
+        return str(raw)
+
+    return parse
+
+
+def int_between(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        value = as_int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def byte_quantity(raw: Any) -> str:
+    value = as_str(raw) if not isinstance(raw, int) or isinstance(raw, bool) else str(raw)
+    match = _BYTES.match(value)
+    if not match or float(match.group(1)) * _BYTE_FACTORS[match.group(2)] < 1:
+        raise ValueError("a positive Kubernetes quantity such as 512Mi or 20Gi")
+    return value
+
+
+def cpu_quantity(raw: Any) -> str:
+    value = str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else as_str(raw)
+    match = _CPU.match(value)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError("a positive CPU quantity such as 250m or 2")
+    return value
+
+
+def pinned_image(raw: Any) -> str:
+    value = as_str(raw)
+    match = _IMAGE.match(value)
+    if not match or (match.group("tag") in (None, "latest") and "@sha256:" not in value):
+        raise ValueError("an image reference pinned to a release tag or digest (not 'latest'), e.g. registry:2.8.3")
+    return value
+
+
+def email(raw: Any) -> str:
+    value = as_str(raw)
+    if not _EMAIL.match(value):
+        raise ValueError("an e-mail address such as admin@example.com")
+    return value
+
+
+def portus_username(raw: Any) -> str:
+    value = as_str(raw)
+    if not 4 <= len(value) <= 30 or not _PORTUS_USERNAME.match(value) or value == "portus":
+        raise ValueError(
+            "4 to 30 lower-case letters, digits, '.', '_' or '-', not 'portus' (reserved by Portus)"
+        )
+    return value
+
+
+def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse_optional(raw: Any) -> Any:
+        return None if raw in (None, "") else parse(raw)
+
+    return parse_optional
+
+
+def quantity_value(quantity: str) -> float:
+    cpu = _CPU.match(quantity)
+    if cpu:
+        return float(cpu.group(1)) / (1000 if cpu.group(2) else 1)
+    match = _BYTES.match(quantity)
+    assert match, quantity
+    return float(match.group(1)) * _BYTE_FACTORS[match.group(2)]
+
+
+def port(raw: Any) -> int:
+    return int_between(1, 65535)(raw)
+
+
+@dataclass(frozen=True)
+class SecretText:
+    """A credential taken from stack config: never shown in messages or reprs, declared as a secret."""
+
+    value: str = field(repr=False)
+
+    def output(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.value)
+
+
+def secret_text(raw: Any) -> SecretText:
+    return SecretText(as_str(raw))
+
+
+class ObjectValue:
+    """The fields of an object-valued key (``portus:key: {field: ...}``), read one by one; a bad or
+    unknown field is a ConfigError naming ``key.field``, and a secret field's value is never shown."""
+
+    def __init__(self, key: str, raw: Any, fields: Iterable[str]) -> None:
+        self.key = key
+        self.fields = tuple(fields)
+        try:
+            self.raw = as_object(raw)
+        except ValueError as allowed:
+            raise ConfigError(key, raw, str(allowed)) from None
+        unknown = sorted(set(self.raw) - set(self.fields))
+        if unknown:
+            raise self.error(unknown[0], "unknown field; known fields are " + ", ".join(self.fields))
+
+    def error(self, name: str, allowed: str, secret: bool = False) -> ConfigError:
+        value = self.raw.get(name)
+        return ConfigError(f"{self.key}.{name}", "[secret]" if secret and value is not None else value, allowed)
+
+    def has(self, name: str) -> bool:
+        return self.raw.get(name) not in (None, "")
+
+    def get(self, name: str, parse: Callable[[Any], T], default: T, secret: bool = False) -> T:
+        """The parsed field, or ``default`` when it is not set."""
+        return self._parse(name, parse, secret) if self.has(name) else default
+
+    def require(self, name: str, parse: Callable[[Any], T], why: str = "required", secret: bool = False) -> T:
+        """The parsed field; not set is a ConfigError that says ``why`` it is needed."""
+        if not self.has(name):
+            raise self.error(name, why)
+        return self._parse(name, parse, secret)
+
+    def _parse(self, name: str, parse: Callable[[Any], T], secret: bool) -> T:
+        try:
+            return parse(self.raw[name])
+        except ValueError as allowed:
+            raise self.error(name, str(allowed), secret) from None
+
