@@ -1,7 +1,13 @@
-"""NetworkPolicies: nothing reaches or leaves a pod in the namespace unless a flow below allows it."""
+"""NetworkPolicies: nothing reaches or leaves a pod in the namespace unless a flow allows it.
+
+``FLOWS`` are the platform's own connections. What depends on configuration is added by the part that
+owns it, as more ``Flow``s: the edge (clients through the ingress controller, or from anywhere), and
+connections to services outside the namespace (an object store, an external database, a directory).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -17,7 +23,7 @@ def _task_pods(component: str) -> dict[str, str]:
     return {"app.kubernetes.io/instance": kube.PART_OF, "app.kubernetes.io/component": component}
 
 
-# Who may open connections to whom, by pod selector; "edge" is whoever clients come through.
+# The platform's workloads by pod selector: the ends of every flow inside the namespace.
 PEERS: dict[str, dict[str, str]] = {
     "proxy": kube.selector_labels(proxy.NAME),
     "portus": kube.selector_labels(portus.NAME),
@@ -30,14 +36,39 @@ PEERS: dict[str, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Outside:
+    """A peer outside the namespace: pods of another namespace, address ranges, or (neither) anywhere."""
+
+    namespace: str | None = None
+    cidrs: tuple[str, ...] = ()
+
+    def peers(self) -> list[k8s.networking.v1.NetworkPolicyPeerArgs] | None:
+        """The policy peers; None (the rule names no peer) means any address."""
+        if self.namespace:
+            return [k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={"kubernetes.io/metadata.name": self.namespace}
+                )
+            )]
+        if self.cidrs:
+            return [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+                    for cidr in self.cidrs]
+        return None
+
+
+ANYWHERE = Outside()
+
+
+@dataclass(frozen=True)
 class Flow:
-    source: str
-    target: str
+    """``source`` may open TCP connections to ``target`` on ``port``; a workload name is a key of PEERS."""
+
+    source: str | Outside
+    target: str | Outside
     port: int
 
 
 FLOWS: tuple[Flow, ...] = (
-    Flow("edge", "proxy", nginx_conf.LISTEN_PORT),
     # Portus follows the public token realm, which resolves to the proxy inside its pods.
     Flow("portus", "proxy", nginx_conf.LISTEN_PORT),
     Flow("background", "proxy", nginx_conf.LISTEN_PORT),
@@ -53,23 +84,24 @@ FLOWS: tuple[Flow, ...] = (
 )
 
 
+def edge_flow(ingress_controller_namespace: str | None) -> Flow:
+    """Clients reach the proxy through the ingress controller, or (nodePort, loadBalancer) from anywhere."""
+    source = Outside(namespace=ingress_controller_namespace) if ingress_controller_namespace else ANYWHERE
+    return Flow(source, "proxy", nginx_conf.LISTEN_PORT)
+
+
 @dataclass
 class NetworkPoliciesArgs:
     namespace: pulumi.Input[str]
-    edge_namespace: str | None
-    """Namespace of the ingress controller; None when clients arrive from anywhere (nodePort, loadBalancer)."""
+    flows: Sequence[Flow]
+    """Every allowed connection: FLOWS plus what the configuration adds."""
 
 
-def _peer(name: str, edge_namespace: str | None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
-    if name == "edge":
-        return k8s.networking.v1.NetworkPolicyPeerArgs(
-            namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                match_labels={"kubernetes.io/metadata.name": edge_namespace or ""}
-            )
-        )
-    return k8s.networking.v1.NetworkPolicyPeerArgs(
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=PEERS[name])
-    )
+def _peers(end: str | Outside) -> list[k8s.networking.v1.NetworkPolicyPeerArgs] | None:
+    if isinstance(end, Outside):
+        return end.peers()
+    selector = k8s.meta.v1.LabelSelectorArgs(match_labels=PEERS[end])
+    return [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=selector)]
 
 
 def _port(port: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
@@ -94,27 +126,19 @@ class NetworkPolicies(pulumi.ComponentResource):
             pod_selector=everything,
             policy_types=["Egress"],
             egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                to=[k8s.networking.v1.NetworkPolicyPeerArgs(
-                    namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                        match_labels={"kubernetes.io/metadata.name": "kube-system"}
-                    )
-                )],
+                to=Outside(namespace="kube-system").peers(),
                 ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=53)
                        for protocol in ("UDP", "TCP")],
             )],
         ))
         for workload, selector in PEERS.items():
-            ingress = []
-            for flow in FLOWS:
-                if flow.target != workload:
-                    continue
-                # With nodePort or loadBalancer exposure, clients arrive from any address.
-                sources = None if flow.source == "edge" and args.edge_namespace is None \
-                    else [_peer(flow.source, args.edge_namespace)]
-                ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=sources, ports=_port(flow.port)))
+            ingress = [
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=_peers(flow.source), ports=_port(flow.port))
+                for flow in args.flows if flow.target == workload
+            ]
             egress = [
-                k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[_peer(flow.target, None)], ports=_port(flow.port))
-                for flow in FLOWS if flow.source == workload
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=_peers(flow.target), ports=_port(flow.port))
+                for flow in args.flows if flow.source == workload
             ]
             policy(f"{name}-{workload}", f"allow-{workload}", k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, portus, registry
+from components import database, kube, network, portus, registry
 from components.config import PlatformConfig
 from components.database import Database, DatabaseArgs, generated_password
 from components.edge import proxy
@@ -172,7 +172,7 @@ class PortusPlatform(pulumi.ComponentResource):
             ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
-            edge_namespace=config.exposure.ingress_controller_namespace,
+            flows=[*network.FLOWS, network.edge_flow(config.exposure.ingress_controller_namespace)],
         ), child)
 
         self.portal_url = config.portal_url
