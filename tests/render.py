@@ -185,7 +185,9 @@ def _configure_runtime(
     # root Stack itself (as the language host does) and registers its exports.
     engine_log = logging.getLogger("tests.render.engine")
     engine_log.setLevel(logging.WARNING)
-    features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
+    # Older SDKs (the floors in requirements.txt) ask the monitor feature by feature instead.
+    deployment_info = getattr(monitor, "GetDeploymentInfo", None)
+    features = set(deployment_info(empty_pb2.Empty()).supportedFeatures) if deployment_info else set()
     configure(
         MockSettings(
             monitor=monitor,
