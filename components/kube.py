@@ -3,6 +3,7 @@ resources, probes, checksums and Service DNS names."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -282,4 +283,72 @@ def init_container(name: str, image: str, command: Sequence[str],
         volume_mounts=list(volume_mounts),
         resources=resources(INIT_RESOURCES),
         security_context=restricted_container_security(),
+    )
+
+
+# --- Jobs: tasks that run to completion ----------------------------------------------------------------
+# pulumi-kubernetes awaits a Job until `Complete=True`; `Failed=True` with reason BackoffLimitExceeded or
+# DeadlineExceeded fails the update at once (provider/pkg/await/checker/job/check.go @ v4.29.0..v4.32.0).
+# Portus pulls a large image and boots Rails: a cold node outlasts the provider's 10-minute default.
+JOB_TIMEOUT_MINUTES = 20
+JOB_TIMEOUTS = pulumi.CustomTimeouts(create=f"{JOB_TIMEOUT_MINUTES}m", update=f"{JOB_TIMEOUT_MINUTES}m")
+# Kubernetes ends the Job (DeadlineExceeded) a minute before Pulumi stops waiting: `pulumi up` reports the
+# Job's own failure with its pods' messages, never a timeout that leaves the Job running behind it.
+JOB_DEADLINE_SECONDS = JOB_TIMEOUT_MINUTES * 60 - 60
+# A Job that is not Complete when `pulumi up` diffs it (it failed) is deleted and created again, so the
+# next `up` re-runs it; without this, the failed Job stays in state and fails every later `up` at once.
+# The provider honours it for Jobs only (provider.go Diff, `metadata.ReplaceUnready` @ v4.29.0..v4.32.0).
+REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
+
+
+def run_to_completion(spec: k8s.core.v1.PodSpecArgs) -> k8s.core.v1.PodSpecArgs:
+    """The pod of a Job or CronJob: never restarted in place, so every failed attempt stays as a Failed pod
+    whose logs can be read (with ``OnFailure`` Kubernetes deletes the pods when the backoff limit is hit),
+    and each container's termination message falls back to the end of its log, which the provider's pod
+    checker puts into the error `pulumi up` prints (checker/pod/check.go ``containerTerminatedError``)."""
+    pod = copy.copy(spec)
+    pod.restart_policy = "Never"
+    pod.containers = _log_on_error(spec.containers)
+    pod.init_containers = _log_on_error(spec.init_containers) or None
+    return pod
+
+
+def _log_on_error(containers: object) -> list[k8s.core.v1.ContainerArgs]:
+    assert containers is None or (
+        isinstance(containers, Sequence) and all(isinstance(c, k8s.core.v1.ContainerArgs) for c in containers)
+    ), "a task's containers are declared, not computed"
+    result = []
+    for container in containers or ():
+        changed = copy.copy(container)
+        changed.termination_message_policy = "FallbackToLogsOnError"
+        result.append(changed)
+    return result
+
+
+def job_spec(pod_metadata: k8s.meta.v1.ObjectMetaArgs, pod: k8s.core.v1.PodSpecArgs,
+             backoff_limit: int = 6) -> k8s.batch.v1.JobSpecArgs:
+    """A Job's spec under the rules above; a CronJob's ``job_template`` takes the same spec."""
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=JOB_DEADLINE_SECONDS,
+        template=k8s.core.v1.PodTemplateSpecArgs(metadata=pod_metadata, spec=run_to_completion(pod)),
+    )
+
+
+def job(resource_name: str, metadata: k8s.meta.v1.ObjectMetaArgs, pod_metadata: k8s.meta.v1.ObjectMetaArgs,
+        pod: k8s.core.v1.PodSpecArgs, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """A Job Pulumi runs and waits for: run again by the next ``pulumi up`` if it failed, stopped by
+    Kubernetes before Pulumi's own timeout. Jobs are immutable: give it a new name whenever what it does
+    changes, and ``depends_on`` what it needs."""
+    annotations = metadata.annotations or {}
+    assert isinstance(annotations, Mapping), "a Job's annotations are declared, not computed"
+    annotated = copy.copy(metadata)
+    annotated.annotations = {**annotations, **REPLACE_UNREADY}
+    return k8s.batch.v1.Job(
+        resource_name,
+        metadata=annotated,
+        spec=job_spec(pod_metadata, pod),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(delete_before_replace=True, custom_timeouts=JOB_TIMEOUTS)
+        ),
     )

@@ -53,7 +53,7 @@ class ResourceRecord:
     secret_outputs: list[str] = field(default_factory=list)
     options: dict[str, JSON] = field(default_factory=dict)
     """Resource options as the engine receives them: urn, parent, dependencies (URNs), protect,
-    retainOnDelete, deleteBeforeReplace, ignoreChanges."""
+    retainOnDelete, deleteBeforeReplace, ignoreChanges, customTimeouts."""
 
     def to_json(self) -> dict[str, JSON]:
         return asdict(self)
@@ -896,6 +896,11 @@ class PlatformMonitor(MockMonitor):
             "retainOnDelete": request.retainOnDelete,
             "deleteBeforeReplace": request.deleteBeforeReplace,
             "ignoreChanges": sorted(request.ignoreChanges),
+            "customTimeouts": {
+                kind: getattr(request.customTimeouts, kind)
+                for kind in ("create", "update", "delete")
+                if getattr(request.customTimeouts, kind)
+            },
         })
         try:
             return super().RegisterResource(request)

@@ -28,7 +28,7 @@ from components.portus.runtime import (
     PortusRuntime,
     trust_bundle_init,
 )
-from components.portus.tasks import BOOTSTRAP_SCRIPT, SLOW_START, RegistryRecord
+from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -39,6 +39,8 @@ TLS_DIR = "/etc/portus/tls"
 SECRET_KEY_BASE_KEY = "secret-key-base"
 PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
+# Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
+SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
 
 
 @dataclass
