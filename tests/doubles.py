@@ -17,6 +17,7 @@ import ipaddress
 import re
 import secrets
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -853,7 +854,8 @@ class PlatformMocks(Mocks):
         if args.typ.startswith("pulumi:providers:"):
             if args.typ.rsplit(":", 1)[-1] not in _PROVIDER_PACKAGES:
                 raise ProviderError(f"unexpected provider {args.typ}")
-            return f"{args.name}-id", inputs
+            # The engine gives every provider resource a random UUID as its ID.
+            return str(uuid.uuid4()), inputs
         if args.custom is False:
             if package in _PROVIDER_PACKAGES:
                 # A provider-side component (e.g. yaml/v2 ConfigGroup) would render nothing under mocks.

@@ -4,12 +4,17 @@ checked on what the program declares."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator
 
 import pytest
 
-from tests.objects import Obj, all_containers, pod_spec
+from tests.objects import Obj, all_containers, pod_spec, secret_data
 from tests.render import Rendered
+
+# Shorter strings (a namespace, "none") turn up inside long random values by chance.
+MIN_SECRET = 16
 
 
 @pytest.fixture(params=["dev", "prod", "load_balancer"])
@@ -46,3 +51,47 @@ def test_kubernetes_ends_a_job_before_pulumi_stops_waiting_for_it(stack: Rendere
         timeouts = _timeouts(stack, job)
         waited = min(int(timeouts[kind].removesuffix("m")) * 60 for kind in ("create", "update"))
         assert 0 < job["spec"]["activeDeadlineSeconds"] < waited, job["metadata"]["name"]
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _secret_values(rendered: Rendered) -> set[str]:
+    values = {text for r in rendered.resources for key in r.secret_outputs for text in _strings(r.outputs[key])}
+    values |= {text for secret in rendered.objects_of("Secret") for text in secret_data(secret).values()}
+    return {value for value in values if len(value) >= MIN_SECRET}
+
+
+def _readings(resource_id: str) -> set[str]:
+    """An ID as it reads, and, if it decodes as base64, base64url or hex, its bytes as text and as hex."""
+    readings = {resource_id}
+    decoders = (
+        lambda text: base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)),
+        lambda text: base64.b64decode(text + "=" * (-len(text) % 4), validate=True),
+        bytes.fromhex,
+    )
+    for decode in decoders:
+        try:
+            raw = decode(resource_id)
+        except (ValueError, binascii.Error):
+            continue
+        readings |= {raw.hex(), raw.decode("latin-1")}
+    return {reading for reading in readings if len(reading) >= MIN_SECRET}
+
+
+def test_no_resource_id_carries_secret_material(stack: Rendered) -> None:
+    # IDs are never encrypted in state: `pulumi stack export`, `pulumi stack --show-ids`.
+    secrets = _secret_values(stack)
+    assert len(secrets) >= 8
+    for record in stack.resources:
+        for reading in _readings(record.id or ""):
+            for secret in secrets:
+                assert reading not in secret and secret not in reading, f"{record.type} {record.name}: ID {record.id}"

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import kube
 from components.database import PASSWORD_KEY, generated_password
@@ -37,6 +36,8 @@ PORT = 3000
 PING_PATH = "/api/v1/_ping"
 TLS_DIR = "/etc/portus/tls"
 SECRET_KEY_BASE_KEY = "secret-key-base"
+# As long as Rails' usual 128 hex characters, from letters and digits (about 760 bits).
+SECRET_KEY_BASE_LENGTH = 128
 PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
 # Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
@@ -88,10 +89,12 @@ class Portus(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
 
-        secret_key_base = random.RandomId(
-            f"{name}-secret-key-base", byte_length=64,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["hex", "b64Std", "b64Url", "dec"]),
-        )
+        # Rails signs and encrypts session cookies and Devise's reset-password tokens with it. Not a
+        # RandomId: its resource ID is the base64url of the same bytes (terraform-provider-random
+        # resource_id.go), and IDs are stored and shown in plain text; a RandomPassword's ID is "none".
+        # Stacks made with the RandomId get a new value on upgrade (the old one is in every checkpoint
+        # written so far, and importing it would store it again as the import ID): web users sign in again.
+        secret_key_base = generated_password(f"{name}-secret-key-base", SECRET_KEY_BASE_LENGTH, self)
         portus_password = generated_password(f"{name}-portus-password", 32, self)
         admin_password = generated_password(f"{name}-admin-password", 24, self)
         self.admin_password = pulumi.Output.secret(admin_password.result)
@@ -100,8 +103,7 @@ class Portus(pulumi.ComponentResource):
             metadata=kube.metadata(f"{NAME}-secrets", args.namespace, COMPONENT),
             type="Opaque",
             string_data={
-                # Rails' typical 128 hex characters.
-                SECRET_KEY_BASE_KEY: secret_key_base.hex,
+                SECRET_KEY_BASE_KEY: secret_key_base.result,
                 PORTUS_PASSWORD_KEY: portus_password.result,
                 ADMIN_PASSWORD_KEY: admin_password.result,
                 "token.key": args.token_key_pem,
@@ -122,7 +124,7 @@ class Portus(pulumi.ComponentResource):
         migration = task(tasks.migration([secrets, *args.wait_for], args.image))
         pod_annotations = {
             "checksum/secret": kube.checksum(
-                secret_key_base.hex, portus_password.result, args.token_key_pem,
+                secret_key_base.result, portus_password.result, args.token_key_pem,
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
         }
