@@ -3,6 +3,7 @@ resources, probes, checksums and Service DNS names."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -177,18 +178,47 @@ def service_account(resource_name: str, name: str, namespace: pulumi.Input[str],
 
 def cluster_ip_service(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                        ports: Sequence[k8s.core.v1.ServicePortArgs],
-                       opts: pulumi.ResourceOptions, headless: bool = False) -> k8s.core.v1.Service:
+                       opts: pulumi.ResourceOptions, headless: bool = False,
+                       workload: str | None = None) -> k8s.core.v1.Service:
+    """A Service in front of the pods of ``workload`` (by default the workload of the same name)."""
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, component),
         spec=k8s.core.v1.ServiceSpecArgs(
-            selector=selector_labels(name),
+            selector=selector_labels(workload or name),
             ports=list(ports),
             cluster_ip="None" if headless else None,
             publish_not_ready_addresses=True if headless else None,
         ),
         opts=opts,
     )
+
+
+def cluster_ip(service: k8s.core.v1.Service) -> pulumi.Output[str]:
+    """The address the API server gave a Service, e.g. for ``hostAliases``.
+
+    A preview that cannot ask the API server (client-side apply, a refused dry run, no cluster) gets the
+    Service back without it (provider.go ``Create``, "cannot preview Create" @ v4.29.0..v4.32.0): the
+    address then stays unknown, so the pods that use it preview as unchanged instead of as replaced."""
+
+    def assigned(spec: k8s.core.v1.outputs.ServiceSpec) -> pulumi.Input[str]:
+        if spec.cluster_ip:
+            return spec.cluster_ip
+        if pulumi.runtime.is_dry_run():
+            return _unknown()
+        raise pulumi.RunError("a Service that backs hostAliases has no cluster IP")
+
+    return service.spec.apply(assigned)
+
+
+def _unknown() -> pulumi.Output[str]:
+    """An output whose value ``pulumi preview`` shows as computed (known after the update)."""
+    loop = asyncio.get_event_loop()
+    value: asyncio.Future[str | None] = loop.create_future()
+    known: asyncio.Future[bool] = loop.create_future()
+    value.set_result(None)
+    known.set_result(False)
+    return pulumi.Output(set(), value, known)  # type: ignore[arg-type]
 
 
 def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,

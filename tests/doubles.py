@@ -27,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
@@ -68,7 +69,10 @@ class ResourceRecord:
 
 
 def unwrap_secrets(value: JSON) -> JSON:
-    """Strip Pulumi's secret envelopes at every depth."""
+    """Strip Pulumi's secret envelopes at every depth; a value unknown in a preview becomes the
+    engine's marker for it (``rpc.UNKNOWN``)."""
+    if isinstance(value, Unknown):
+        return rpc.UNKNOWN
     value = rpc.unwrap_rpc_secret(value)
     if isinstance(value, dict):
         return {k: unwrap_secrets(v) for k, v in value.items()}
@@ -737,9 +741,10 @@ def _fake_cluster_ip(key: str) -> str:
     return str(ipaddress.ip_address(base + 16 + _stable_int(key, (1 << 20) - 32)))
 
 
-def _kubernetes_object(
+def _checked_object(
     args: MockResourceArgs, inputs: dict[str, JSON]
 ) -> tuple[str, dict[str, JSON]]:
+    """The object as the provider's Check leaves it (auto-name, namespace), and its ID ``fqObjName``."""
     gvk = kubernetes_gvk(args.typ)
     if gvk is None:
         raise ProviderError(f"unsupported kubernetes resource type {args.typ}")
@@ -762,6 +767,14 @@ def _kubernetes_object(
         if namespaced
         else metadata["name"]
     )
+    return qualified, outputs
+
+
+def _kubernetes_object(
+    args: MockResourceArgs, inputs: dict[str, JSON]
+) -> tuple[str, dict[str, JSON]]:
+    """The object as the API server returns it from a create."""
+    qualified, outputs = _checked_object(args, inputs)
     if outputs["kind"] == "Service":
         _fill_service(outputs, qualified)
     return qualified, outputs
@@ -797,9 +810,16 @@ _PROVIDER_PACKAGES = ("kubernetes", "tls", "random")
 
 
 class PlatformMocks(Mocks):
-    """Mocks that act like the tls, random and kubernetes providers and record everything."""
+    """Mocks that act like the tls, random and kubernetes providers and record everything.
 
-    def __init__(self) -> None:
+    With ``preview``, Kubernetes objects come back as pulumi-kubernetes returns a create it cannot
+    preview against the API server (client-side apply, a dry run refused, an unreachable cluster): the
+    inputs as they are, with an empty ID and nothing the server fills in (provider.go ``Create``,
+    "cannot preview Create" @ v4.32.0). tls and random resources answer as they do in an update.
+    """
+
+    def __init__(self, preview: bool = False) -> None:
+        self.preview = preview
         self.records: list[ResourceRecord] = []
         self._lock = threading.Lock()
         # Registrations run on executor threads; the monitor hands over the
@@ -863,6 +883,8 @@ class PlatformMocks(Mocks):
             return None, {}
         handler = _HANDLERS.get(args.typ)
         if handler is None and package == "kubernetes":
+            if self.preview:
+                return "", _checked_object(args, inputs)[1]
             handler = _kubernetes_object
         if handler is None:
             raise ProviderError(f"unexpected resource type {args.typ} ({args.name})")

@@ -9,9 +9,11 @@ import binascii
 from collections.abc import Iterator
 
 import pytest
+from pulumi.runtime.rpc import UNKNOWN
 
+from tests.conftest import MINIMAL_CONFIG
 from tests.objects import Obj, all_containers, pod_spec, secret_data
-from tests.render import Rendered
+from tests.render import Rendered, render_stack
 
 # Shorter strings (a namespace, "none") turn up inside long random values by chance.
 MIN_SECRET = 16
@@ -95,3 +97,17 @@ def test_no_resource_id_carries_secret_material(stack: Rendered) -> None:
         for reading in _readings(record.id or ""):
             for secret in secrets:
                 assert reading not in secret and secret not in reading, f"{record.type} {record.name}: ID {record.id}"
+
+
+@pytest.fixture(scope="module")
+def load_balancer_preview() -> Rendered:
+    return render_stack({**MINIMAL_CONFIG, "exposure": "loadBalancer"}, preview=True)
+
+
+def test_a_preview_without_the_proxy_address_keeps_it_unknown(load_balancer_preview: Rendered) -> None:
+    # An empty address would differ from the live pods' and replace both (immutable) Jobs in the diff.
+    for kind in ("Job", "Deployment"):
+        for workload in load_balancer_preview.objects_of(kind):
+            if workload["metadata"]["name"].startswith("portus"):
+                (alias,) = pod_spec(workload)["hostAliases"]
+                assert alias.get("ip") == UNKNOWN, workload["metadata"]["name"]

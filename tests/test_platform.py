@@ -190,19 +190,19 @@ def test_notifications_reach_portus_over_tls(stack: Rendered) -> None:
 
 
 def test_public_names_resolve_to_the_proxy_inside_portus_pods(stack: Rendered) -> None:
-    proxy_service = next(
-        r for r in stack.resources if r.type == "kubernetes:core/v1:Service" and r.name == "proxy-svc"
-    )
+    services = [r for r in stack.resources if r.type == "kubernetes:core/v1:Service"]
     public = urlsplit(f"https://{stack.outputs['registryHost']}")
     portal = urlsplit(stack.outputs["portalUrl"])
-    for name in ("portus", "portus-background"):
-        aliases = pod_spec(get(stack, "Deployment", name))["hostAliases"]
-        assert aliases == [{
-            "ip": proxy_service.outputs["spec"]["clusterIP"],
-            "hostnames": list(dict.fromkeys([portal.hostname, public.hostname])),
-        }]
-    # The Service answers on the public port, so host:port means the same inside and outside.
-    assert get(stack, "Service", "proxy")["spec"]["ports"][0]["port"] == (public.port or 443)
+    for workload in [get(stack, "Deployment", "portus"), get(stack, "Deployment", "portus-background"),
+                     *stack.objects_of("Job")]:
+        (alias,) = pod_spec(workload)["hostAliases"]
+        assert alias["hostnames"] == list(dict.fromkeys([portal.hostname, public.hostname]))
+        (service,) = [r.outputs for r in services if r.outputs["spec"].get("clusterIP") == alias["ip"]]
+        # An address the cluster gives at once: the provider waits for a LoadBalancer's external one.
+        assert service["spec"].get("type", "ClusterIP") in ("ClusterIP", "NodePort")
+        assert service["spec"]["selector"] == get(stack, "Deployment", "proxy")["spec"]["selector"]["matchLabels"]
+        # The Service answers on the public port, so host:port means the same inside and outside.
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(public.port or 443, "https")]
 
 
 def test_node_port_exposure_uses_the_same_port_inside_and_outside(node_port: Rendered) -> None:
