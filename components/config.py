@@ -63,6 +63,8 @@ class StorageConfig:
     registry: StorageBackend
     database_size: str
     keep_on_destroy: bool
+    adopt_existing: bool
+    """Take over the namespace, claims and StatefulSet of these names when they already exist."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,9 @@ KEYS: tuple[Key, ...] = (
         "Log level of Portus, the registry and the proxy."),
     Key("signupEnabled", as_bool, False, "boolean", "Let anyone create a Portus account from the sign-in page."),
     Key("clusterDomain", host_name, "cluster.local", "string", "DNS domain of the cluster's Services."),
+    Key("adoptExisting", as_bool, False, "boolean",
+        "Take over the namespace, registry claim and MariaDB StatefulSet if they already exist (data an earlier "
+        "pulumi destroy kept); while on, destroy deletes none of them."),
 )
 
 
@@ -247,6 +252,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             ),
             database_size=values["databaseStorageSize"],
             keep_on_destroy=values["keepDataOnDestroy"],
+            adopt_existing=values["adoptExisting"],
         ),
         images=Images(
             portus=values["portusImage"], registry=values["registryImage"],

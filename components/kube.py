@@ -37,17 +37,65 @@ PART_OF = "portus"
 INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
 
 
+# The provider awaits a claim it creates until `Bound`, or `Pending` under a WaitForFirstConsumer class,
+# with a hard 5-minute watch; adopting a claim that is already Bound under such a class waits for `Pending`
+# and fails (await/awaiters.go ``untilCoreV1PersistentVolumeClaimReady``: only an update accepts Bound).
+# The pods that mount a claim prove it instead: the Deployment await requires every claim its pods use to
+# be Bound (await/deployment.go ``pvcsAvailable``), a StatefulSet's pods cannot be ready without theirs.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
+def claim_spec(size: str, storage_class: str | None) -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
+    return k8s.core.v1.PersistentVolumeClaimSpecArgs(
+        access_modes=["ReadWriteOnce"],
+        storage_class_name=storage_class,
+        resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+    )
+
+
 @dataclass(frozen=True)
 class KeptData:
-    """How the objects that hold data are declared: kept in the cluster by ``pulumi destroy`` (unless the
-    stack says otherwise) and managed through the provider that adopts them on a later deploy."""
+    """How the objects that hold data (the namespace, the claims) and the StatefulSet that owns a claim
+    are declared: ``pulumi destroy`` keeps the data unless the stack says otherwise, and a later deploy
+    takes it over only when the stack says so.
+
+    They go through their own provider. Its create of an object that already exists adopts it only with
+    ``adopt_existing`` (``upsertExistingObjects``); otherwise the create fails with AlreadyExists
+    (await.go ``Creation`` @ v4.29.0+), so another stack's objects are never taken over by accident.
+    Adopted objects may be another stack's: while ``adopt_existing`` is on, destroy deletes none of them.
+    """
 
     keep_on_destroy: bool
+    adopt_existing: bool
     provider: pulumi.ProviderResource
 
+    @property
+    def keeps_data(self) -> bool:
+        return self.keep_on_destroy or self.adopt_existing
+
+    @property
+    def claim_retention(self) -> str:
+        """A StatefulSet's ``persistentVolumeClaimRetentionPolicy`` for its claims."""
+        return "Retain" if self.keeps_data else "Delete"
+
     def options(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+        """For what holds data: the namespace (deleting it deletes every claim in it) and the claims."""
+        return pulumi.ResourceOptions(parent=parent, retain_on_delete=self.keeps_data, provider=self.provider, **extra)
+
+    def workload_options(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+        """For a StatefulSet: its claims outlive it (``claim_retention``), so destroy deletes it and leaves
+        nothing running, unless it may have been adopted."""
         return pulumi.ResourceOptions(
-            parent=parent, retain_on_delete=self.keep_on_destroy, provider=self.provider, **extra
+            parent=parent, retain_on_delete=self.adopt_existing, provider=self.provider, **extra
+        )
+
+    def claim(self, resource_name: str, name: str, namespace: pulumi.Input[str], component: str, size: str,
+              storage_class: str | None, parent: pulumi.Resource) -> k8s.core.v1.PersistentVolumeClaim:
+        return k8s.core.v1.PersistentVolumeClaim(
+            resource_name,
+            metadata=metadata(name, namespace, component, annotations=SKIP_AWAIT),
+            spec=claim_spec(size, storage_class),
+            opts=self.options(parent),
         )
 
 

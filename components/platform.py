@@ -3,6 +3,8 @@ public entry point and the network policies so that every name, port and key agr
 
 from __future__ import annotations
 
+import os
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -33,22 +35,42 @@ def ca_install_paths(registry_address: str) -> dict[str, str]:
     }
 
 
-def kept_data_provider(parent: pulumi.Resource) -> k8s.Provider:
-    """The provider of the objects ``pulumi destroy`` keeps (namespace, registry claim, database).
-
-    When a stack is deployed again they already exist, and the provider adopts them instead of failing
-    with "already exists". Only these fixed-name objects use it, so a renamed resource elsewhere can
-    never be adopted and then deleted. It reads the same cluster settings as the default provider.
-    """
+def cluster_provider(name: str, parent: pulumi.Resource, adopt_existing: bool | None = None,
+                     patch_force: bool | None = None) -> k8s.Provider:
+    """A provider that deploys where the default provider does: to the cluster of its own settings
+    (``kubernetes:kubeconfig``, ``context``, ``cluster``). An explicit provider's inputs are stored in
+    state, and the provider's schema does not mark ``kubeconfig`` secret (provider/pkg/gen/schema.go
+    @ v4.32.0): the program does, also for the ``$KUBECONFIG`` the SDK would otherwise copy in plainly."""
     cluster = pulumi.Config("kubernetes")
+    kubeconfig = cluster.get_secret("kubeconfig")
+    if kubeconfig is None and os.environ.get("KUBECONFIG"):
+        kubeconfig = pulumi.Output.secret(os.environ["KUBECONFIG"])
     return k8s.Provider(
-        "kept-data",
-        upsert_existing_objects=True,
-        kubeconfig=cluster.get("kubeconfig"),
+        name,
+        kubeconfig=kubeconfig,
         context=cluster.get("context"),
         cluster=cluster.get("cluster"),
+        # Adoption and forced applies are server-side apply's; never left to PULUMI_K8S_* variables.
+        enable_server_side_apply=True if adopt_existing is not None or patch_force is not None else None,
+        upsert_existing_objects=adopt_existing,
+        enable_patch_force=patch_force,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def kept_data_provider(parent: pulumi.Resource, adopt_existing: bool) -> k8s.Provider:
+    """The provider of the objects ``pulumi destroy`` keeps (namespace, registry claim, database).
+
+    Rules from pulumi-kubernetes' source (await.go ``Creation`` and ``patchForce``, provider.go
+    ``Configure`` @ v4.29.0..v4.32.0):
+    - With server-side apply, a create of an object that exists adopts it only with
+      ``upsertExistingObjects``; without, it fails with AlreadyExists. It is set from
+      ``portus:adoptExisting`` alone (an explicit value wins over PULUMI_K8S_UPSERT_EXISTING_OBJECTS).
+    - Every stack's provider picks its own random field manager, so the objects an earlier stack applied
+      are owned by a manager this one is not; a field whose value differs (the StatefulSet's
+      ``checksum/secret``, say) is a conflict. ``enablePatchForce`` takes such fields over.
+    Only these fixed-name objects use it, so no other resource can be adopted."""
+    return cluster_provider("kept-data", parent, adopt_existing=adopt_existing, patch_force=True)
 
 
 class PortusPlatform(pulumi.ComponentResource):
@@ -78,7 +100,10 @@ class PortusPlatform(pulumi.ComponentResource):
             },
             token_issuer=config.host,
         ), child)
-        kept = kube.KeptData(config.storage.keep_on_destroy, kept_data_provider(self))
+        kept = kube.KeptData(
+            config.storage.keep_on_destroy, config.storage.adopt_existing,
+            kept_data_provider(self, config.storage.adopt_existing),
+        )
         namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
             name=ns, ca_cert_pem=pki.ca_cert_pem, kept=kept,
         ), child)

@@ -12,7 +12,8 @@ import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
 from tests.conftest import MINIMAL_CONFIG
-from tests.objects import Obj, all_containers, pod_spec, secret_data
+from tests.doubles import ResourceRecord
+from tests.objects import Obj, all_containers, get, pod_spec, secret_data
 from tests.render import Rendered, render_stack
 
 # Shorter strings (a namespace, "none") turn up inside long random values by chance.
@@ -111,3 +112,77 @@ def test_a_preview_without_the_proxy_address_keeps_it_unknown(load_balancer_prev
             if workload["metadata"]["name"].startswith("portus"):
                 (alias,) = pod_spec(workload)["hostAliases"]
                 assert alias.get("ip") == UNKNOWN, workload["metadata"]["name"]
+
+
+KEPT = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:apps/v1:StatefulSet")
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
+
+
+def _flag(value: object) -> bool:
+    # The SDK sends a provider's boolean settings as JSON text.
+    return value in (True, "true")
+
+
+def _kept_data_provider(rendered: Rendered) -> ResourceRecord:
+    return next(r for r in rendered.resources if r.type == "pulumi:providers:kubernetes" and r.name == "kept-data")
+
+
+def _kept(rendered: Rendered) -> list[ResourceRecord]:
+    records = [r for r in rendered.resources if r.type in KEPT]
+    assert {r.type for r in records} == set(KEPT)
+    return records
+
+
+@pytest.fixture(scope="module")
+def adopting() -> Rendered:
+    return render_stack({
+        **MINIMAL_CONFIG, "adoptExisting": True, "keepDataOnDestroy": False, "kubernetes:kubeconfig": KUBECONFIG,
+    })
+
+
+def test_adoption_is_off_unless_the_stack_turns_it_on(dev: Rendered, prod: Rendered, adopting: Rendered) -> None:
+    # Without upsert, creating an object that exists fails with AlreadyExists instead of taking it over.
+    for rendered in (dev, prod):
+        assert _flag(_kept_data_provider(rendered).inputs["upsertExistingObjects"]) is False
+    assert _flag(_kept_data_provider(adopting).inputs["upsertExistingObjects"]) is True
+    for rendered in (dev, prod, adopting):
+        provider = _kept_data_provider(rendered).inputs
+        # A new stack's field manager takes over what an earlier stack applied; upsert needs server-side apply.
+        assert _flag(provider["enablePatchForce"]) and _flag(provider["enableServerSideApply"])
+
+
+def test_destroy_never_deletes_what_the_stack_may_have_adopted(adopting: Rendered) -> None:
+    for record in _kept(adopting):
+        assert record.options["retainOnDelete"] is True, record.name
+    policy = get(adopting, "StatefulSet", "mariadb")["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert policy["whenDeleted"] == "Retain"
+
+
+def test_a_throwaway_stack_that_adopted_nothing_deletes_everything(dev: Rendered) -> None:
+    for record in _kept(dev):
+        assert record.options["retainOnDelete"] is False, record.name
+
+
+def test_kept_data_survives_destroy_and_nothing_keeps_running(prod: Rendered) -> None:
+    retained = {r.type: r.options["retainOnDelete"] for r in _kept(prod)}
+    assert retained == {
+        "kubernetes:core/v1:Namespace": True, "kubernetes:core/v1:PersistentVolumeClaim": True,
+        "kubernetes:apps/v1:StatefulSet": False,
+    }
+    policy = get(prod, "StatefulSet", "mariadb")["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert policy["whenDeleted"] == "Retain"
+
+
+def test_an_adopted_bound_claim_is_not_awaited_for_pending(stack: Rendered) -> None:
+    # Its readiness is the registry's: the Deployment await needs every claim its pods mount Bound.
+    for claim in stack.objects_of("PersistentVolumeClaim"):
+        assert claim["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+        mounted = {v["persistentVolumeClaim"]["claimName"]
+                   for v in pod_spec(get(stack, "Deployment", "registry"))["volumes"] if "persistentVolumeClaim" in v}
+        assert claim["metadata"]["name"] in mounted
+
+
+def test_the_kubeconfig_is_a_secret_in_state(adopting: Rendered) -> None:
+    provider = _kept_data_provider(adopting)
+    assert provider.inputs["kubeconfig"] == KUBECONFIG
+    assert "kubeconfig" in provider.secret_inputs

@@ -253,7 +253,8 @@ def test_volumes_carry_the_configured_class_and_size_and_survive_destroy(prod: R
     assert template["resources"]["requests"]["storage"] == "20Gi"
     assert database["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     statefulset = _options(prod, ":StatefulSet", "database")
-    assert statefulset["retainOnDelete"] is True
+    # The claim outlives the StatefulSet, which destroy deletes: no database keeps running.
+    assert statefulset["retainOnDelete"] is False
     assert statefulset["ignoreChanges"] == ["spec.volumeClaimTemplates"]
     # Deleting the namespace would delete the claims in it.
     assert _options(prod, ":Namespace", "namespace")["retainOnDelete"] is True
@@ -306,9 +307,8 @@ def test_every_workload_runs_a_pinned_image(stack: Rendered) -> None:
 
 
 
-def test_a_redeploy_adopts_what_destroy_kept(prod: Rendered) -> None:
+def test_only_what_destroy_keeps_goes_through_the_kept_data_provider(prod: Rendered) -> None:
     provider = next(r for r in prod.resources if r.type == "pulumi:providers:kubernetes" and r.name == "kept-data")
-    assert provider.inputs["upsertExistingObjects"] in (True, "true")
     kept = {
         "kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:apps/v1:StatefulSet",
     }
@@ -316,7 +316,8 @@ def test_a_redeploy_adopts_what_destroy_kept(prod: Rendered) -> None:
         if record.type in kept:
             assert record.options["provider"].startswith(provider.options["urn"]), record.name
         elif record.type.startswith("kubernetes:"):
-            assert not record.options["provider"].startswith(provider.options["urn"]), record.name
+            # The default provider, as before: moving a resource to another provider is a change.
+            assert record.options["provider"] == "", record.name
 
 
 def test_database_reapplies_the_generated_password_to_a_kept_volume(stack: Rendered) -> None:
