@@ -27,6 +27,7 @@ from components.validation import (
     cpu_quantity,
     dns_label,
     email,
+    folder,
     host_name,
     int_between,
     one_of,
@@ -91,6 +92,8 @@ class PlatformConfig:
     log_level: str
     signup_enabled: bool
     cluster_domain: str
+    render_yaml_to: str | None
+    """Write the objects as YAML into this folder instead of deploying them."""
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -171,6 +174,9 @@ KEYS: tuple[Key, ...] = (
     Key("adoptExisting", as_bool, False, "boolean",
         "Take over the namespace, registry claim and MariaDB StatefulSet if they already exist (data an earlier "
         "pulumi destroy kept); while on, destroy deletes none of them."),
+    Key("renderYamlTo", optional(folder), None, "string",
+        "Write every Kubernetes object as YAML into this folder (relative to the project) instead of deploying "
+        "it; Secrets are written in plain text."),
 )
 
 
@@ -232,6 +238,8 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
 
     mode = Exposure(values["exposure"])
     exposure = _parse_exposure(mode, values, raw)
+    if values["renderYamlTo"] and values["adoptExisting"]:
+        raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
     registry_existing_claim = values["registryExistingClaim"]
     if registry_existing_claim and values["registryStorageSize"]:
         raise ConfigError(
@@ -266,6 +274,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         log_level=values["logLevel"],
         signup_enabled=values["signupEnabled"],
         cluster_domain=values["clusterDomain"],
+        render_yaml_to=values["renderYamlTo"],
     )
 
 

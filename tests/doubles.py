@@ -20,8 +20,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -780,6 +782,28 @@ def _kubernetes_object(
     return qualified, outputs
 
 
+def _render_object(
+    args: MockResourceArgs, inputs: dict[str, JSON], folder: Path
+) -> tuple[str, dict[str, JSON]]:
+    """What pulumi-kubernetes does with a ``renderYamlToDirectory`` provider (provider.go ``renderYaml``,
+    ``renderPathForResource``, ``Create`` @ v4.32.0): the checked object is written as YAML (keys sorted,
+    as Go's JSON-to-YAML writes them) to ``0-crd/`` or ``1-manifest/``, directories 0700 and files 0600;
+    its outputs are its inputs, with nothing a server would fill in."""
+    qualified, obj = _checked_object(args, inputs)
+    metadata = obj["metadata"]
+    name = "-".join([
+        re.sub("[/:]", "_", obj["apiVersion"]), obj["kind"].lower(), metadata.get("namespace") or "default",
+        metadata["name"],
+    ])
+    crd = obj["kind"] == "CustomResourceDefinition" and obj["apiVersion"].startswith("apiextensions.k8s.io/")
+    path = folder / ("0-crd" if crd else "1-manifest") / f"{name}.yaml"
+    for directory in (folder / "0-crd", folder / "1-manifest"):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(obj, sort_keys=True))
+    path.chmod(0o600)
+    return qualified, obj
+
+
 def _fill_service(service: dict[str, JSON], qualified: str) -> None:
     """Server-side Service fields: a stable fake ClusterIP and node ports."""
     spec = service.setdefault("spec", {})
@@ -821,6 +845,7 @@ class PlatformMocks(Mocks):
     def __init__(self, preview: bool = False) -> None:
         self.preview = preview
         self.records: list[ResourceRecord] = []
+        self._providers: dict[str, dict[str, JSON]] = {}
         self._lock = threading.Lock()
         # Registrations run on executor threads; the monitor hands over the
         # request's additional_secret_outputs through this thread-local.
@@ -875,7 +900,12 @@ class PlatformMocks(Mocks):
             if args.typ.rsplit(":", 1)[-1] not in _PROVIDER_PACKAGES:
                 raise ProviderError(f"unexpected provider {args.typ}")
             # The engine gives every provider resource a random UUID as its ID.
-            return str(uuid.uuid4()), inputs
+            provider_id = str(uuid.uuid4())
+            urn = getattr(self._pending, "options", {}).get("urn")
+            with self._lock:
+                # Resources name their provider as "<urn>::<id>".
+                self._providers[f"{urn}::{provider_id}"] = inputs
+            return provider_id, inputs
         if args.custom is False:
             if package in _PROVIDER_PACKAGES:
                 # A provider-side component (e.g. yaml/v2 ConfigGroup) would render nothing under mocks.
@@ -883,12 +913,21 @@ class PlatformMocks(Mocks):
             return None, {}
         handler = _HANDLERS.get(args.typ)
         if handler is None and package == "kubernetes":
+            render_to = self._render_folder(args.provider)
+            if render_to:
+                return _render_object(args, inputs, Path(render_to))
             if self.preview:
                 return "", _checked_object(args, inputs)[1]
             handler = _kubernetes_object
         if handler is None:
             raise ProviderError(f"unexpected resource type {args.typ} ({args.name})")
         return handler(args, inputs)
+
+    def _render_folder(self, provider: str | None) -> str | None:
+        with self._lock:
+            settings = self._providers.get(provider or "", {})
+        folder = settings.get("renderYamlToDirectory")
+        return folder if isinstance(folder, str) and folder else None
 
     def _record(self, record: ResourceRecord) -> None:
         with self._lock:

@@ -61,6 +61,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("cluster domain with an underscore", {"clusterDomain": "cluster_local"}, "clusterDomain"),
     ("misspelled key", {"hostname": "portus.example.com"}, "hostname"),
     ("adoption flag that is not a boolean", {"adoptExisting": "yes"}, "adoptExisting"),
+    ("render folder under a home shortcut", {"renderYamlTo": "~/manifests"}, "renderYamlTo"),
+    ("adoption while only rendering YAML", {"renderYamlTo": "manifests", "adoptExisting": True}, "adoptExisting"),
 ]
 
 

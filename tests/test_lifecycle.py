@@ -7,14 +7,17 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from pulumi.runtime.rpc import UNKNOWN
 
 from tests.conftest import MINIMAL_CONFIG
 from tests.doubles import ResourceRecord
 from tests.objects import Obj, all_containers, get, pod_spec, secret_data
 from tests.render import Rendered, render_stack
+from tests.schema import validate_objects
 
 # Shorter strings (a namespace, "none") turn up inside long random values by chance.
 MIN_SECRET = 16
@@ -186,3 +189,54 @@ def test_the_kubeconfig_is_a_secret_in_state(adopting: Rendered) -> None:
     provider = _kept_data_provider(adopting)
     assert provider.inputs["kubeconfig"] == KUBECONFIG
     assert "kubeconfig" in provider.secret_inputs
+
+
+@pytest.fixture(scope="module")
+def rendering(tmp_path_factory: pytest.TempPathFactory) -> tuple[Rendered, Path]:
+    folder = tmp_path_factory.mktemp("gitops") / "manifests"
+    return render_stack({**MINIMAL_CONFIG, "renderYamlTo": str(folder)}), folder
+
+
+def test_render_mode_writes_every_object_and_deploys_none(rendering: tuple[Rendered, Path]) -> None:
+    rendered, folder = rendering
+    providers = [r for r in rendered.resources if r.type == "pulumi:providers:kubernetes"]
+    assert {p.name for p in providers} == {"render", "kept-data"}
+    for provider in providers:
+        assert provider.inputs["renderYamlToDirectory"] == str(folder)
+        assert _flag(provider.inputs["alwaysRender"])
+        assert not provider.inputs.get("kubeconfig"), "a kubeconfig next to a render folder fails CheckConfig"
+    refs = tuple(f"{p.options['urn']}::{p.id}" for p in providers)
+    for record in rendered.resources:
+        if record.type.startswith("kubernetes:"):
+            assert record.options["provider"] in refs, record.name
+
+    files = {path.name: yaml.safe_load(path.read_text()) for path in (folder / "1-manifest").glob("*.yaml")}
+    assert len(files) == len(rendered.objects)
+    for obj in rendered.objects:
+        meta = obj["metadata"]
+        name = f"{obj['apiVersion'].replace('/', '_')}-{obj['kind'].lower()}-{meta.get('namespace', 'default')}"
+        assert files[f"{name}-{meta['name']}.yaml"]["spec" if "spec" in obj else "metadata"] == obj.get(
+            "spec", meta
+        )
+    assert validate_objects(list(files.values())) == []
+
+
+def test_render_mode_writes_secrets_in_plain_text(rendering: tuple[Rendered, Path]) -> None:
+    rendered, folder = rendering
+    (secrets,) = (folder / "1-manifest").glob("v1-secret-portus-portus-secrets.yaml")
+    assert rendered.outputs["adminPassword"] in secrets.read_text()
+
+
+def test_render_mode_leaves_the_public_names_to_the_cluster_dns(rendering: tuple[Rendered, Path]) -> None:
+    # A rendered Service has no cluster IP; an alias to an empty or made-up address would be wrong.
+    rendered, _folder = rendering
+    for workload in [*rendered.objects_of("Deployment"), *rendered.objects_of("Job")]:
+        assert "hostAliases" not in pod_spec(workload), workload["metadata"]["name"]
+    services = rendered.resources_of("kubernetes:core/v1:Service")
+    assert {s.outputs["spec"].get("clusterIP") for s in services} == {None, "None"}  # "None": headless
+
+
+def test_without_a_render_folder_nothing_renders(prod: Rendered) -> None:
+    providers = [r for r in prod.resources if r.type == "pulumi:providers:kubernetes"]
+    assert [p.name for p in providers] == ["kept-data"]
+    assert "renderYamlToDirectory" not in providers[0].inputs

@@ -51,7 +51,9 @@ class ProxyArgs:
 
 class Proxy(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
-    cluster_ip: pulumi.Output[str]
+    internal_service: k8s.core.v1.Service
+    """A Service of type ClusterIP in front of the proxy, whose address Portus's pods resolve the public
+    names to."""
     tls_secret_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -134,13 +136,12 @@ class Proxy(pulumi.ComponentResource):
             opts=child,
         )
         self.service_name = service.metadata.name
-        # Inside Portus's pods the public names resolve to this address. Not a LoadBalancer Service's:
+        # Inside Portus's pods the public names resolve to its address. Not a LoadBalancer Service's:
         # the provider waits until a load balancer gives it an external address (await/service.go),
         # which never happens on kind or minikube without a tunnel, and nothing that reads the address
         # (the migration Job, every Portus pod) would be created until then.
-        internal = service if args.exposure is not Exposure.LOAD_BALANCER else kube.cluster_ip_service(
+        self.internal_service = service if args.exposure is not Exposure.LOAD_BALANCER else kube.cluster_ip_service(
             f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [https_port(args.public_port)],
             child, workload=NAME,
         )
-        self.cluster_ip = kube.cluster_ip(internal)
-        self.register_outputs({"serviceName": self.service_name, "clusterIP": self.cluster_ip})
+        self.register_outputs({"serviceName": self.service_name})

@@ -64,8 +64,9 @@ class PortusArgs:
     fqdn: str
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
     public_hosts: list[str]
-    proxy_cluster_ip: pulumi.Input[str]
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too."""
+    proxy_cluster_ip: pulumi.Input[str] | None
+    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too;
+    None leaves their resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
     database: DatabaseConnection
@@ -223,7 +224,9 @@ class Portus(pulumi.ComponentResource):
                 kube.empty_dir("tmp", "256Mi"),
             ],
             init_containers=[trust_bundle_init(args.image)],
-            host_aliases=[k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)],
+            host_aliases=[] if args.proxy_cluster_ip is None else [
+                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
+            ],
         )
 
     @staticmethod
