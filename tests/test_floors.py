@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO_ROOT
 from tests.floors import REQUIREMENTS, ensure_floor_venv, floor_pins
@@ -48,3 +49,20 @@ def test_each_stack_renders_the_same_objects_with_the_lowest_versions(
     newest: Rendered = request.getfixturevalue(stack)
     written = {path.name for path in out_dir.glob("*.yaml")}
     assert written == set(object_filenames(newest.objects))
+
+
+def test_render_mode_works_with_the_lowest_versions(floors_python: Path, tmp_path: Path) -> None:
+    # always_render and an empty kubeconfig beside a render folder: what the oldest allowed SDK accepts.
+    folder = tmp_path / "manifests"
+    stack_file = tmp_path / "Pulumi.gitops.yaml"
+    config = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    config["config"]["portus:renderYamlTo"] = str(folder)
+    stack_file.write_text(yaml.safe_dump(config))
+    (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    rendered = subprocess.run(
+        [str(floors_python), "-m", "tests.render", str(stack_file), str(tmp_path / "out")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    objects = list((tmp_path / "out").glob("*.yaml"))
+    assert len(list((folder / "1-manifest").glob("*.yaml"))) == len(objects) >= 35
