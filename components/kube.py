@@ -1,5 +1,5 @@
 """Kubernetes building blocks shared by every component: labels, restricted security contexts,
-resources, probes, checksums and Service DNS names."""
+resources, probes, checksums, Service DNS names, the objects that hold data, and Jobs."""
 
 from __future__ import annotations
 
@@ -403,12 +403,13 @@ def _log_on_error(containers: object) -> list[k8s.core.v1.ContainerArgs]:
     return result
 
 
-def job_spec(pod_metadata: k8s.meta.v1.ObjectMetaArgs, pod: k8s.core.v1.PodSpecArgs,
-             backoff_limit: int = 6) -> k8s.batch.v1.JobSpecArgs:
-    """A Job's spec under the rules above; a CronJob's ``job_template`` takes the same spec."""
+def job_spec(pod_metadata: k8s.meta.v1.ObjectMetaArgs, pod: k8s.core.v1.PodSpecArgs, backoff_limit: int = 6,
+             deadline_seconds: int = JOB_DEADLINE_SECONDS) -> k8s.batch.v1.JobSpecArgs:
+    """A Job's spec under the rules above; a CronJob's ``job_template`` takes the same spec (Pulumi does
+    not wait for a CronJob's Jobs, so it may give them a longer ``deadline_seconds``)."""
     return k8s.batch.v1.JobSpecArgs(
         backoff_limit=backoff_limit,
-        active_deadline_seconds=JOB_DEADLINE_SECONDS,
+        active_deadline_seconds=deadline_seconds,
         template=k8s.core.v1.PodTemplateSpecArgs(metadata=pod_metadata, spec=run_to_completion(pod)),
     )
 

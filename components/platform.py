@@ -3,8 +3,6 @@ public entry point and the network policies so that every name, port and key agr
 
 from __future__ import annotations
 
-import os
-
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -35,14 +33,14 @@ def ca_install_paths(registry_address: str) -> dict[str, str]:
     }
 
 
-def _kubeconfig() -> pulumi.Input[str] | None:
-    """The default provider's ``kubernetes:kubeconfig``, as a secret. An explicit provider's inputs are
-    stored in state, and the provider's schema does not mark ``kubeconfig`` secret
-    (provider/pkg/gen/schema.go @ v4.32.0); without a value the SDK would store ``$KUBECONFIG`` plainly."""
+def _kubeconfig() -> pulumi.Input[str]:
+    """``kubernetes:kubeconfig``, as a secret: an explicit provider's inputs are stored in state, and the
+    provider's schema does not mark it secret (provider/pkg/gen/schema.go @ v4.32.0). Unset, it is "",
+    which the provider treats as unset (provider.go ``Configure``): it loads the kubeconfig at run time
+    the way the default provider and kubectl do (``$KUBECONFIG``, ``~/.kube/config``), and the SDK does not
+    copy ``$KUBECONFIG`` into state, as it does when the value is None."""
     kubeconfig = pulumi.Config("kubernetes").get_secret("kubeconfig")
-    if kubeconfig is None and os.environ.get("KUBECONFIG"):
-        return pulumi.Output.secret(os.environ["KUBECONFIG"])
-    return kubeconfig
+    return "" if kubeconfig is None else kubeconfig
 
 
 def render_provider(name: str, folder: str, parent: pulumi.Resource) -> k8s.Provider:

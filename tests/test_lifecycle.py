@@ -240,3 +240,10 @@ def test_without_a_render_folder_nothing_renders(prod: Rendered) -> None:
     providers = [r for r in prod.resources if r.type == "pulumi:providers:kubernetes"]
     assert [p.name for p in providers] == ["kept-data"]
     assert "renderYamlToDirectory" not in providers[0].inputs
+
+
+def test_an_ambient_kubeconfig_stays_out_of_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Unset, the provider loads $KUBECONFIG at run time like the default provider; the SDK would copy it.
+    monkeypatch.setenv("KUBECONFIG", "/home/ops/.kube/prod-cluster")
+    provider = _kept_data_provider(render_stack(MINIMAL_CONFIG))
+    assert provider.inputs["kubeconfig"] == ""
