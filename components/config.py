@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config
 
-from components.edge.exposure import Exposure
+from components.edge.exposure import Edge, Exposure, IngressEdge, ProxyEdge
 from components.kube import ResourceSpec
 from components.registry.storage import FilesystemStorage, StorageBackend
 from components.validation import (
@@ -50,14 +50,6 @@ DEFAULT_RESOURCES: dict[str, ResourceSpec] = {
 }
 
 @dataclass(frozen=True)
-class ExposureConfig:
-    mode: Exposure
-    port: int
-    ingress_class_name: str | None
-    ingress_controller_namespace: str | None
-
-
-@dataclass(frozen=True)
 class StorageConfig:
     storage_class: str | None
     """StorageClass of every claim the platform creates; None for the cluster's default."""
@@ -81,7 +73,7 @@ class PlatformConfig:
     namespace: str
     host: str
     registry_host: str
-    exposure: ExposureConfig
+    exposure: Edge
     storage: StorageConfig
     images: Images
     resources: Mapping[str, ResourceSpec]
@@ -162,9 +154,10 @@ KEYS: tuple[Key, ...] = (
     Key("registryImage", pinned_image, "registry:2.8.3", "string", "Docker Distribution registry image."),
     Key("databaseImage", pinned_image, "mariadb:10.11.10", "string", "MariaDB image."),
     Key("proxyImage", pinned_image, "nginxinc/nginx-unprivileged:1.27.3-alpine", "string",
-        "Unprivileged nginx image of the reverse proxy."),
+        "Unprivileged nginx image of the reverse proxy (exposure=nodePort or loadBalancer)."),
     Key("portusReplicas", int_between(1, 10), 1, "integer", "Replicas of the Portus web Deployment."),
-    Key("proxyReplicas", int_between(1, 10), 2, "integer", "Replicas of the nginx proxy Deployment."),
+    Key("proxyReplicas", int_between(1, 10), 2, "integer",
+        "Replicas of the nginx proxy Deployment (exposure=nodePort or loadBalancer)."),
     Key("resources", as_object, {}, None,
         "Per-workload overrides of CPU/memory requests and limits: "
         "{portus|background|registry|database|proxy: {requests: {cpu, memory}, limits: {cpu, memory}}}."),
@@ -279,7 +272,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     )
 
 
-def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, Any]) -> ExposureConfig:
+def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, Any]) -> Edge:
     ingress_only = ("ingressClassName", "ingressControllerNamespace")
     if mode is not Exposure.INGRESS:
         for name in ingress_only:
@@ -293,9 +286,8 @@ def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, An
                     "publicPort", raw.get("publicPort"),
                     "with exposure=nodePort it is the node port: an integer from 30000 to 32767",
                 )
-        return ExposureConfig(mode, 443 if port is None else port, None, None)
-    return ExposureConfig(
-        mode,
+        return ProxyEdge(mode, 443 if port is None else port)
+    return IngressEdge(
         443 if values["publicPort"] is None else values["publicPort"],
         values["ingressClassName"] or "nginx",
         values["ingressControllerNamespace"] or "ingress-nginx",

@@ -1,8 +1,9 @@
 """NetworkPolicies: nothing reaches or leaves a pod in the namespace unless a flow allows it.
 
 ``FLOWS`` are the platform's own connections. What depends on configuration is added by the part that
-owns it, as more ``Flow``s: the edge (clients through the ingress controller, or from anywhere), and
-connections to services outside the namespace (an object store, an external database, a directory).
+owns it, as more ``Flow``s: the edge (components/edge/exposure.py: clients through the ingress
+controller, or from anywhere, and where the token realm is inside the cluster), and connections to
+services outside the namespace (an object store, an external database, a directory).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import database, kube, portus, registry
-from components.edge import nginx_conf, proxy
+from components.edge import proxy
 from components.portus import tasks
 
 
@@ -69,12 +70,7 @@ class Flow:
 
 
 FLOWS: tuple[Flow, ...] = (
-    # Portus follows the public token realm, which resolves to the proxy inside its pods.
-    Flow("portus", "proxy", nginx_conf.LISTEN_PORT),
-    Flow("background", "proxy", nginx_conf.LISTEN_PORT),
-    Flow("proxy", "portus", portus.PORT),
     Flow("registry", "portus", portus.PORT),  # notifications
-    Flow("proxy", "registry", registry.LISTEN_PORT),
     Flow("portus", "registry", registry.LISTEN_PORT),
     Flow("background", "registry", registry.LISTEN_PORT),
     Flow("portus", "database", database.PORT),
@@ -82,12 +78,6 @@ FLOWS: tuple[Flow, ...] = (
     Flow("migrate", "database", database.PORT),
     Flow("bootstrap", "database", database.PORT),
 )
-
-
-def edge_flow(ingress_controller_namespace: str | None) -> Flow:
-    """Clients reach the proxy through the ingress controller, or (nodePort, loadBalancer) from anywhere."""
-    source = Outside(namespace=ingress_controller_namespace) if ingress_controller_namespace else ANYWHERE
-    return Flow(source, "proxy", nginx_conf.LISTEN_PORT)
 
 
 @dataclass
@@ -131,6 +121,8 @@ class NetworkPolicies(pulumi.ComponentResource):
                        for protocol in ("UDP", "TCP")],
             )],
         ))
+        # One policy per workload some flow names (one that none names, e.g. a proxy the exposure does
+        # not deploy, is covered by default-deny alone).
         for workload, selector in PEERS.items():
             ingress = [
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=_peers(flow.source), ports=_port(flow.port))
@@ -140,6 +132,8 @@ class NetworkPolicies(pulumi.ComponentResource):
                 k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=_peers(flow.target), ports=_port(flow.port))
                 for flow in args.flows if flow.source == workload
             ]
+            if not ingress and not egress:
+                continue
             policy(f"{name}-{workload}", f"allow-{workload}", k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 policy_types=["Ingress", "Egress"],

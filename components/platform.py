@@ -1,5 +1,5 @@
-"""The whole platform: wires the PKI, the namespace, MariaDB, the registry, Portus, the proxy, the
-public entry point and the network policies so that every name, port and key agrees."""
+"""The whole platform: wires the PKI, the namespace, MariaDB, the registry, Portus, the edge (the
+Ingresses, or the proxy) and the network policies so that every name, port and key agrees."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import pulumi_kubernetes as k8s
 from components import database, kube, network, portus, registry
 from components.config import PlatformConfig
 from components.database import Database, DatabaseArgs, generated_password
-from components.edge import proxy
-from components.edge.exposure import Exposure
-from components.edge.ingress import PublicIngress, PublicIngressArgs
-from components.edge.nginx_conf import NginxSettings, Upstream
-from components.edge.proxy import Proxy, ProxyArgs
+from components.edge.certificate import EdgeCertificate, EdgeCertificateArgs
+from components.edge.exposure import EdgeParts, ProxyWorkload
+from components.edge.ingress import Backend
+from components.edge.proxy import Proxy
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.pki import Pki, PkiArgs
@@ -106,13 +105,17 @@ class PortusPlatform(pulumi.ComponentResource):
         def fqdn(service: str) -> str:
             return kube.service_fqdn(service, ns, domain)
 
+        def service_names(service: str) -> list[str]:
+            return kube.service_dns_names(service, ns, domain)
+
+        edge_mode = config.exposure
         pki = Pki("pki", PkiArgs(
             servers={
-                # The proxy is the edge: it answers to the public names outside and, through
-                # hostAliases, inside Portus's pods, and to its Service names for the ingress controller.
-                "proxy": [*config.public_hosts, *kube.service_dns_names(proxy.NAME, ns, domain)],
-                "portus": kube.service_dns_names(portus.NAME, ns, domain),
-                "registry": kube.service_dns_names(registry.NAME, ns, domain),
+                # The edge certificate (named after the proxy, which served it first: the name is part of
+                # its key's URN). The exposure decides its names and where the realm is inside.
+                "proxy": edge_mode.certificate_names(config.public_hosts, service_names),
+                "portus": [*service_names(portus.NAME), *edge_mode.portus_names(config.host)],
+                "registry": service_names(registry.NAME),
             },
             token_issuer=config.host,
         ), child)
@@ -153,30 +156,33 @@ class PortusPlatform(pulumi.ComponentResource):
             kept=kept,
         ), child)
 
+        edge_certificate = EdgeCertificate("edge-certificate", EdgeCertificateArgs(
+            namespace=namespace.name,
+            certificate=pki.certificates["proxy"],
+            moved_from=pulumi.create_urn("proxy", Proxy.TYPE, parent=self),
+        ), child)
+        realm = edge_mode.deploy(EdgeParts(
+            namespace=namespace.name,
+            public_hosts=config.public_hosts,
+            realm_host=config.host,
+            service_names=service_names,
+            certificate=pki.certificates["proxy"],
+            tls_secret=edge_certificate.secret_name,
+            ca_secret=namespace.ca_secret,
+            trust_bundle=namespace.trust_bundle,
+            portus=Backend(portus.NAME, portus.PORT, fqdn(portus.NAME)),
+            registry=Backend(registry.NAME, registry.LISTEN_PORT, fqdn(registry.NAME)),
+            proxy=ProxyWorkload(config.images.proxy, config.proxy_replicas, config.resources["proxy"]),
+            log_level=config.log_level,
+        ), child)
         if render_to:
             # The provider returns a rendered object as declared: no API server assigned a cluster IP.
             pulumi.log.warn(
                 "portus:renderYamlTo: Portus's pods get no hostAliases, as a rendered Service has no cluster IP; "
-                "the public names must resolve to the proxy inside the cluster (README, \"Rendering YAML\")",
+                f"inside the cluster {' and '.join(realm.hosts)} must resolve to the Service {realm.service_name}"
+                " (README, \"Rendering YAML\")",
                 resource=self,
             )
-        nginx_settings = NginxSettings(
-            server_names=config.public_hosts + kube.service_dns_names(proxy.NAME, ns, domain),
-            portus=Upstream(fqdn(portus.NAME), portus.PORT, keepalive=16),
-            registry=Upstream(fqdn(registry.NAME), registry.LISTEN_PORT, keepalive=32),
-            log_level=config.log_level,
-        )
-        edge = Proxy("proxy", ProxyArgs(
-            namespace=namespace.name,
-            image=config.images.proxy,
-            replicas=config.proxy_replicas,
-            resources=config.resources["proxy"],
-            settings=nginx_settings,
-            certificate=pki.certificates["proxy"],
-            trust_bundle=namespace.trust_bundle,
-            exposure=config.exposure.mode,
-            public_port=config.exposure.port,
-        ), child)
 
         web = Portus("portus", PortusArgs(
             namespace=namespace.name,
@@ -185,8 +191,8 @@ class PortusPlatform(pulumi.ComponentResource):
             web_resources=config.resources["portus"],
             background_resources=config.resources["background"],
             fqdn=config.host,
-            public_hosts=config.public_hosts,
-            proxy_cluster_ip=None if render_to else kube.cluster_ip(edge.internal_service),
+            realm_hosts=realm.hosts,
+            realm_address=None if render_to else kube.cluster_ip(realm.service),
             log_level=config.log_level,
             signup_enabled=config.signup_enabled,
             database=DatabaseConnection(
@@ -206,21 +212,9 @@ class PortusPlatform(pulumi.ComponentResource):
             wait_for=[db, reg],
         ), child)
 
-        if config.exposure.mode is Exposure.INGRESS:
-            assert config.exposure.ingress_class_name
-            PublicIngress("ingress", PublicIngressArgs(
-                namespace=namespace.name,
-                ingress_class_name=config.exposure.ingress_class_name,
-                hosts=config.public_hosts,
-                tls_secret=edge.tls_secret_name,
-                proxy_service=edge.service_name,
-                proxy_port=config.exposure.port,
-                proxy_tls_name=fqdn(proxy.NAME),
-                ca_secret=namespace.ca_secret,
-            ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
-            flows=[*network.FLOWS, network.edge_flow(config.exposure.ingress_controller_namespace)],
+            flows=[*network.FLOWS, *edge_mode.flows()],
         ), child)
 
         self.portal_url = config.portal_url

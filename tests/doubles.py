@@ -57,7 +57,8 @@ class ResourceRecord:
     secret_outputs: list[str] = field(default_factory=list)
     options: dict[str, JSON] = field(default_factory=dict)
     """Resource options as the engine receives them: urn, parent, dependencies (URNs), protect,
-    retainOnDelete, deleteBeforeReplace, ignoreChanges, customTimeouts."""
+    retainOnDelete, deleteBeforeReplace, ignoreChanges, customTimeouts, aliases (each an earlier URN, or
+    the spec the engine makes one from: name, type, parentUrn, noParent; empty fields mean "as now")."""
 
     def to_json(self) -> dict[str, JSON]:
         return asdict(self)
@@ -964,6 +965,13 @@ class PlatformMonitor(MockMonitor):
                 for kind in ("create", "update", "delete")
                 if getattr(request.customTimeouts, kind)
             },
+            "aliases": [
+                {"urn": alias.urn} if alias.HasField("urn") else {
+                    "name": alias.spec.name, "type": alias.spec.type, "parentUrn": alias.spec.parentUrn,
+                    "noParent": alias.spec.noParent,
+                }
+                for alias in request.aliases
+            ],
         })
         try:
             return super().RegisterResource(request)

@@ -56,12 +56,12 @@ def test_every_container_is_restricted_non_root_with_a_read_only_root(stack: Ren
 
 def test_each_long_running_workload_has_its_own_service_account(stack: Rendered) -> None:
     accounts = {o["metadata"]["name"]: o for o in stack.objects_of("ServiceAccount")}
-    used = [pod_spec(w)["serviceAccountName"] for w in workloads(stack) if w["kind"] != "Job"]
-    assert len(set(used)) >= 4
+    long_running = [w for w in workloads(stack) if w["kind"] != "Job"]
+    used = {pod_spec(w)["serviceAccountName"] for w in long_running}
+    # Portus's background worker runs the same program under the same identity.
+    assert used == {w["metadata"]["name"] for w in long_running} - {"portus-background"}
     for name in used:
         assert accounts[name]["automountServiceAccountToken"] is False
-    for workload in (get(stack, "Deployment", n) for n in ("proxy", "registry")):
-        assert pod_spec(workload)["serviceAccountName"] == workload["metadata"]["name"]
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard(stack: Rendered) -> None:
@@ -94,26 +94,36 @@ def test_probes_match_each_program(stack: Rendered) -> None:
         assert portus[probe]["httpGet"] == {"path": "/api/v1/_ping", "port": "https", "scheme": "HTTPS"}
     registry = container(get(stack, "Deployment", "registry"))
     assert registry["readinessProbe"]["httpGet"]["path"] == "/debug/health"  # /v2/ answers 401
-    proxy = container(get(stack, "Deployment", "proxy"))
-    assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    for proxy in (container(d) for d in stack.objects_of("Deployment") if d["metadata"]["name"] == "proxy"):
+        assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert "startupProbe" in container(get(stack, "StatefulSet", "mariadb"))
 
 
-def test_rollouts_suit_the_volumes_and_replicas(prod: Rendered) -> None:
-    assert get(prod, "Deployment", "registry")["spec"]["strategy"]["type"] == "Recreate"
+@pytest.mark.parametrize(("stack_name", "expected"), [("prod", {"portus"}), ("node_port", {"proxy"})])
+def test_rollouts_suit_the_volumes_and_replicas(request: pytest.FixtureRequest, stack_name: str,
+                                                expected: set[str]) -> None:
+    rendered: Rendered = request.getfixturevalue(stack_name)
+    assert get(rendered, "Deployment", "registry")["spec"]["strategy"]["type"] == "Recreate"
     budgets = {
-        o["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for o in prod.objects_of("PodDisruptionBudget")
+        o["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for o in rendered.objects_of("PodDisruptionBudget")
     }
-    multi = {w["metadata"]["name"] for w in prod.objects_of("Deployment") if w["spec"]["replicas"] > 1}
-    assert multi == {"portus", "proxy"}
+    multi = {w["metadata"]["name"] for w in rendered.objects_of("Deployment") if w["spec"]["replicas"] > 1}
+    assert multi == expected
     assert budgets == multi
 
 
-def test_config_and_secret_changes_roll_the_pods(render: Callable[[Mapping[str, object]], Rendered]) -> None:
-    base = stack_config("prod")
+@pytest.mark.parametrize(("base", "rolled"), [
+    (stack_config("prod"), ("registry",)),
+    ({**stack_config("prod"), "exposure": "nodePort", "ingressClassName": None, "ingressControllerNamespace": None},
+     ("proxy", "registry")),
+])
+def test_config_and_secret_changes_roll_the_pods(render: Callable[[Mapping[str, object]], Rendered],
+                                                 base: dict[str, object], rolled: tuple[str, ...]) -> None:
+    base = {key: value for key, value in base.items() if value is not None}
     changed = render({**base, "logLevel": "debug"})
     original = render(base)
-    for name in ("proxy", "registry"):
+    for name in rolled:
         before = get(original, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
         after = get(changed, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
         assert before["checksum/config"] != after["checksum/config"], name
@@ -168,13 +178,28 @@ def test_network_policies_deny_by_default_and_allow_only_the_platform_flows(stac
     assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
 
 
+def _from_outside(rendered: Rendered, policy: str) -> list[dict[str, Any]]:
+    """Ingress rules of a policy whose peers are not pods of the namespace (or that name no peer)."""
+    rules = get(rendered, "NetworkPolicy", policy)["spec"].get("ingress", [])
+    return [r for r in rules if "from" not in r or any("podSelector" not in peer for peer in r["from"])]
+
+
 def test_edge_traffic_comes_only_from_the_ingress_controller(dev: Rendered, node_port: Rendered) -> None:
-    proxy_rules = get(dev, "NetworkPolicy", "allow-proxy")["spec"]["ingress"]
-    edge = [r for r in proxy_rules if any("namespaceSelector" in peer for peer in r["from"])]
-    assert edge == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
-                     "ports": [{"protocol": "TCP", "port": 8443}]}]
-    open_rules = [r for r in get(node_port, "NetworkPolicy", "allow-proxy")["spec"]["ingress"] if "from" not in r]
-    assert open_rules == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
+    controller = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    # Through the Ingresses: the controller reaches Portus and the registry, and nothing else is open.
+    assert _from_outside(dev, "allow-portus") == [{"from": controller, "ports": [{"protocol": "TCP", "port": 3000}]}]
+    assert _from_outside(dev, "allow-registry") == [{"from": controller, "ports": [{"protocol": "TCP", "port": 5000}]}]
+    assert "allow-proxy" not in {p["metadata"]["name"] for p in dev.objects_of("NetworkPolicy")}
+    # The realm resolves to Portus inside its pods: Portus and the worker may reach Portus, not the proxy.
+    for source in ("portus", "background"):
+        assert _policy_allows(dev, network.PEERS[source], network.PEERS["portus"], 3000), source
+        assert not _policy_allows(dev, network.PEERS[source], network.PEERS["proxy"], 8443), source
+    # Through the proxy: it is open to anyone, on its port alone, and Portus and the registry are not.
+    assert _from_outside(node_port, "allow-proxy") == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
+    assert _from_outside(node_port, "allow-portus") == _from_outside(node_port, "allow-registry") == []
+    for source in ("portus", "background"):
+        assert _policy_allows(node_port, network.PEERS[source], network.PEERS["proxy"], 8443), source
+        assert not _policy_allows(node_port, network.PEERS[source], network.PEERS["portus"], 3000), source
 
 
 # ----------------------------------------------------------------------------------- data safety
@@ -225,9 +250,7 @@ def test_upgrades_and_tuning_never_replace_volumes_keys_or_passwords(
         "portusImage": "opensuse/portus:2.4.4",
         "registryImage": "registry:2.8.4",
         "databaseImage": "mariadb:10.11.11",
-        "proxyImage": "nginxinc/nginx-unprivileged:1.27.4-alpine",
         "portusReplicas": 3,
-        "proxyReplicas": 2,
         "logLevel": "warn",
         "resources": {"database": {"limits": {"memory": "4Gi"}}, "registry": {"requests": {"cpu": "1"}}},
     }

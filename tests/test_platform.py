@@ -97,28 +97,52 @@ def _chain_verifies(ca_pem: str, cert_pem: str, tmp_path: Path) -> subprocess.Co
     )
 
 
+PREFIX = "nginx.ingress.kubernetes.io/"
+
+
+def has_proxy(stack: Rendered) -> bool:
+    return any(d["metadata"]["name"] == "proxy" for d in stack.objects_of("Deployment"))
+
+
+def edge_checks(stack: Rendered) -> dict[str, str]:
+    """Service -> the name the edge checks in its certificate: the proxy's upstreams, or the Ingresses'."""
+    if has_proxy(stack):
+        nginx_conf = get(stack, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
+        return dict(re.findall(r"upstream (\w+) \{\s+server ([^:;\s]+):\d+;", nginx_conf))
+    return {
+        path["backend"]["service"]["name"]: ingress["metadata"]["annotations"][PREFIX + "proxy-ssl-name"]
+        for ingress in stack.objects_of("Ingress")
+        for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
+    }
+
+
+def realm_hosts(stack: Rendered) -> set[str]:
+    """The names Portus's pods resolve to the realm's Service (hostAliases)."""
+    (alias,) = pod_spec(get(stack, "Deployment", "portus"))["hostAliases"]
+    return set(alias["hostnames"])
+
+
 def test_every_certificate_chains_to_the_ca_and_names_every_host_its_clients_use(
     stack: Rendered, tmp_path: Path
 ) -> None:
     ns = namespace_of(stack)
     ca = stack.outputs["caCertificate"]
-    nginx_conf = get(stack, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
-    upstream_hosts = dict(re.findall(r"upstream (\w+) \{\s+server ([^:;\s]+):\d+;", nginx_conf))
+    checked = edge_checks(stack)
     notification_host = urlsplit(registry_config(stack)["notifications"]["endpoints"][0]["url"]).hostname
     bootstrap_env = env(container(named_prefix(stack, "Job", "portus-bootstrap-")))
-    ingress_names = {
-        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-ssl-name"]
-        for ingress in stack.objects_of("Ingress")
-    }
     public_hosts = {urlsplit(stack.outputs["portalUrl"]).hostname,
                     urlsplit(f"https://{stack.outputs['registryHost']}").hostname}
+    realm_server = "proxy-tls" if has_proxy(stack) else "portus-tls"
 
     expected = {
-        "proxy-tls": service_names("proxy", ns) | public_hosts | ingress_names,
-        "portus-tls": service_names("portus", ns) | {upstream_hosts["portus"], notification_host},
+        # The edge certificate: the public names (and the proxy's Service names, where it runs).
+        "proxy-tls": public_hosts | (service_names("proxy", ns) if has_proxy(stack) else set()),
+        "portus-tls": service_names("portus", ns) | {checked["portus"], notification_host},
         "registry-tls": service_names("registry", ns)
-        | {upstream_hosts["registry"], bootstrap_env["BOOTSTRAP_REGISTRY_HOSTNAME"].rsplit(":", 1)[0]},
+        | {checked["registry"], bootstrap_env["BOOTSTRAP_REGISTRY_HOSTNAME"].rsplit(":", 1)[0]},
     }
+    # Inside Portus's pods the realm's host names whatever answers there.
+    expected[realm_server] |= realm_hosts(stack)
     for secret_name, names in expected.items():
         data = secret_data(get(stack, "Secret", secret_name))
         verified = _chain_verifies(ca, data["tls.crt"], tmp_path)
@@ -131,6 +155,10 @@ def test_every_certificate_chains_to_the_ca_and_names_every_host_its_clients_use
         ) == cert.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ), f"{secret_name}: key and certificate do not match"
+    # Only the edge certificate names the registry's public name: nothing else answers for it.
+    registry_name = urlsplit(f"https://{stack.outputs['registryHost']}").hostname
+    if registry_name != urlsplit(stack.outputs["portalUrl"]).hostname:
+        assert registry_name not in sans(secret_data(get(stack, "Secret", "portus-tls"))["tls.crt"])
 
 
 def test_a_certificate_from_another_ca_does_not_verify(dev: Rendered, prod: Rendered, tmp_path: Path) -> None:
@@ -143,11 +171,19 @@ def test_trust_bundle_is_mounted_where_each_tls_client_reads_it(stack: Rendered)
     bundle = get(stack, "ConfigMap", "portus-trust-bundle")
     assert bundle["data"]["ca.crt"] == stack.outputs["caCertificate"]
 
-    proxy = get(stack, "Deployment", "proxy")
-    nginx_conf = get(stack, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
-    trusted = re.search(r"proxy_ssl_trusted_certificate (\S+);", nginx_conf)
-    assert trusted and "proxy_ssl_verify on;" in nginx_conf and "proxy_ssl_verify off" not in nginx_conf
-    assert trusted.group(1) == f"{mount_of(proxy, container(proxy), 'ConfigMap', 'portus-trust-bundle')}/ca.crt"
+    if has_proxy(stack):
+        proxy = get(stack, "Deployment", "proxy")
+        nginx_conf = get(stack, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
+        trusted = re.search(r"proxy_ssl_trusted_certificate (\S+);", nginx_conf)
+        assert trusted and "proxy_ssl_verify on;" in nginx_conf and "proxy_ssl_verify off" not in nginx_conf
+        assert trusted.group(1) == f"{mount_of(proxy, container(proxy), 'ConfigMap', 'portus-trust-bundle')}/ca.crt"
+    for ingress in stack.objects_of("Ingress"):
+        # ingress-nginx reads a CA from a Secret's ca.crt, in the Ingress's own namespace.
+        annotations = ingress["metadata"]["annotations"]
+        namespace, name = annotations[PREFIX + "proxy-ssl-secret"].split("/")
+        assert namespace == ingress["metadata"]["namespace"]
+        assert secret_data(get(stack, "Secret", name))["ca.crt"] == stack.outputs["caCertificate"]
+        assert annotations[PREFIX + "proxy-ssl-verify"] == "on"
 
     registry = get(stack, "Deployment", "registry")
     trust_dir = mount_of(registry, container(registry), "ConfigMap", "portus-trust-bundle")
@@ -189,20 +225,34 @@ def test_notifications_reach_portus_over_tls(stack: Rendered) -> None:
     assert env(container(get(stack, "Deployment", "portus")))["PORTUS_PUMA_TLS_CERT"]
 
 
-def test_public_names_resolve_to_the_proxy_inside_portus_pods(stack: Rendered) -> None:
+def test_the_token_realm_resolves_inside_portus_pods(stack: Rendered) -> None:
     services = [r for r in stack.resources if r.type == "kubernetes:core/v1:Service"]
     public = urlsplit(f"https://{stack.outputs['registryHost']}")
     portal = urlsplit(stack.outputs["portalUrl"])
+    realm = urlsplit(registry_config(stack)["auth"]["token"]["realm"])
+    # The proxy answers every public name; without it, only the realm's host is Portus's.
+    expected_hosts = [portal.hostname, public.hostname] if has_proxy(stack) else [realm.hostname]
+    answering = "proxy" if has_proxy(stack) else "portus"
     for workload in [get(stack, "Deployment", "portus"), get(stack, "Deployment", "portus-background"),
                      *stack.objects_of("Job")]:
         (alias,) = pod_spec(workload)["hostAliases"]
-        assert alias["hostnames"] == list(dict.fromkeys([portal.hostname, public.hostname]))
+        assert alias["hostnames"] == list(dict.fromkeys(expected_hosts))
         (service,) = [r.outputs for r in services if r.outputs["spec"].get("clusterIP") == alias["ip"]]
         # An address the cluster gives at once: the provider waits for a LoadBalancer's external one.
         assert service["spec"].get("type", "ClusterIP") in ("ClusterIP", "NodePort")
-        assert service["spec"]["selector"] == get(stack, "Deployment", "proxy")["spec"]["selector"]["matchLabels"]
+        assert service["spec"]["selector"] == get(stack, "Deployment", answering)["spec"]["selector"]["matchLabels"]
         # The Service answers on the public port, so host:port means the same inside and outside.
         assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(public.port or 443, "https")]
+        assert realm.port == public.port
+
+
+def test_portus_pods_use_the_realm_service_without_waiting_for_themselves(dev: Rendered) -> None:
+    realm = get(dev, "Service", "portus-realm")
+    # The provider's Service await holds while a selected pod is not ready (await/service.go, 4.17+):
+    # an update during a Portus rollout would wait for the pods that wait for it.
+    assert realm["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    target = realm["spec"]["ports"][0]["targetPort"]
+    assert target in {p["name"] for p in container(get(dev, "Deployment", "portus"))["ports"]}
 
 
 def test_node_port_exposure_uses_the_same_port_inside_and_outside(node_port: Rendered) -> None:
@@ -221,20 +271,50 @@ def test_load_balancer_exposure(load_balancer: Rendered) -> None:
     assert load_balancer.outputs["portalUrl"] == "https://portus.example.com"
 
 
-def test_ingress_lets_multi_gigabyte_layers_through_to_a_verified_backend(dev: Rendered) -> None:
-    ingress = get(dev, "Ingress", "portus")
-    annotations = ingress["metadata"]["annotations"]
-    prefix = "nginx.ingress.kubernetes.io/"
-    assert annotations[prefix + "proxy-body-size"] == "0"
-    assert annotations[prefix + "proxy-request-buffering"] == "off"
-    assert annotations[prefix + "backend-protocol"] == "HTTPS"
-    assert annotations[prefix + "proxy-ssl-verify"] == "on"
-    assert int(annotations[prefix + "proxy-read-timeout"]) >= 600
-    ca_secret = annotations[prefix + "proxy-ssl-secret"].split("/")
-    assert secret_data(get(dev, "Secret", ca_secret[1]))["ca.crt"] == dev.outputs["caCertificate"]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ingress["spec"]["tls"][0]["secretName"] == "proxy-tls"
-    assert ingress["spec"]["tls"][0]["hosts"] == ["portus.127.0.0.1.nip.io"]
+def _routes(rendered: Rendered) -> dict[tuple[str, str], tuple[str, str, int]]:
+    """(path, pathType) -> (Ingress, Service, port), for the first public host."""
+    routes = {}
+    for ingress in rendered.objects_of("Ingress"):
+        for path in ingress["spec"]["rules"][0]["http"]["paths"]:
+            backend = path["backend"]["service"]
+            routes[path["path"], path["pathType"]] = (ingress["metadata"]["name"], backend["name"],
+                                                     backend["port"]["number"])
+    return routes
+
+
+def test_ingresses_route_straight_to_portus_and_the_registry(prod: Rendered) -> None:
+    portus_port = get(prod, "Service", "portus")["spec"]["ports"][0]["port"]
+    registry_port = get(prod, "Service", "registry")["spec"]["ports"][0]["port"]
+    assert _routes(prod) == {
+        ("/", "Prefix"): ("portus", "portus", portus_port),
+        ("/v2/token", "Exact"): ("portus", "portus", portus_port),
+        ("/v2/webhooks/events", "Exact"): ("portus", "portus", portus_port),
+        ("/v2/", "Prefix"): ("portus-registry", "registry", registry_port),
+    }
+    hosts = ["portus.example.com", "registry.example.com"]
+    for ingress in prod.objects_of("Ingress"):
+        annotations = ingress["metadata"]["annotations"]
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert ingress["spec"]["tls"] == [{"hosts": hosts, "secretName": "proxy-tls"}]
+        assert [rule["host"] for rule in ingress["spec"]["rules"]] == hosts
+        # Verified HTTPS to the backend under its in-cluster name (ingress-nginx's own default would
+        # check the name "upstream_balancer", and allow only TLS 1.2).
+        (service,) = {p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+        assert annotations[PREFIX + "backend-protocol"] == "HTTPS"
+        assert annotations[PREFIX + "proxy-ssl-name"] == f"{service}.portus.svc.cluster.local"
+        assert annotations[PREFIX + "proxy-ssl-protocols"] == "TLSv1.2 TLSv1.3"
+        assert annotations[PREFIX + "proxy-body-size"] == "0"
+
+
+def test_registry_ingress_streams_multi_gigabyte_layers(dev: Rendered) -> None:
+    annotations = get(dev, "Ingress", "portus-registry")["metadata"]["annotations"]
+    assert annotations[PREFIX + "proxy-request-buffering"] == "off"
+    assert annotations[PREFIX + "proxy-buffering"] == "off"
+    assert int(annotations[PREFIX + "proxy-read-timeout"]) >= 600
+    assert int(annotations[PREFIX + "proxy-send-timeout"]) >= 600
+    # Larger than the controller's 4k and 8k, and than HTTP/2's 64k preread, so no body goes to disk.
+    for key in ("proxy-buffer-size", "client-body-buffer-size"):
+        assert annotations[PREFIX + key].endswith("k") and int(annotations[PREFIX + key][:-1]) >= 64, key
 
 
 def _options(rendered: Rendered, type_suffix: str, name: str) -> Mapping[str, object]:

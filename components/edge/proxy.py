@@ -1,4 +1,5 @@
-"""The nginx reverse proxy in front of Portus and the registry: the platform's single TLS edge."""
+"""The nginx reverse proxy in front of Portus and the registry: the platform's single TLS edge with
+exposure=nodePort or loadBalancer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.edge.exposure import Exposure
 from components.edge.nginx_conf import (
     HEALTH_PATH,
     LISTEN_PORT,
@@ -42,22 +42,26 @@ class ProxyArgs:
     resources: kube.ResourceSpec
     settings: NginxSettings
     certificate: ServerCertificate
+    """The edge certificate: the pods roll when it changes."""
+    tls_secret: pulumi.Input[str]
+    """The Secret it is served from."""
     trust_bundle: pulumi.Input[str]
-    exposure: Exposure
+    service_type: str
+    """``NodePort`` (the node port is the public port) or ``LoadBalancer``."""
     public_port: int
     """Port of the Service: the same number inside the cluster as outside, so ``host:port`` works
     everywhere (for nodePort it is also the node port)."""
 
 
 class Proxy(pulumi.ComponentResource):
+    TYPE = "portus:proxy:Proxy"
     service_name: pulumi.Output[str]
     internal_service: k8s.core.v1.Service
     """A Service of type ClusterIP in front of the proxy, whose address Portus's pods resolve the public
     names to."""
-    tls_secret_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("portus:proxy:Proxy", name, None, opts)
+        super().__init__(self.TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
         nginx_conf = render_nginx_conf(args.settings)
@@ -68,8 +72,6 @@ class Proxy(pulumi.ComponentResource):
             data={"nginx.conf": nginx_conf},
             opts=child,
         )
-        tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
-        self.tls_secret_name = tls_secret.metadata.name
 
         container = k8s.core.v1.ContainerArgs(
             name="nginx",
@@ -97,7 +99,7 @@ class Proxy(pulumi.ComponentResource):
                 [container],
                 [
                     kube.config_map_volume("config", config.metadata.name),
-                    kube.secret_volume("tls", tls_secret.metadata.name),
+                    kube.secret_volume("tls", args.tls_secret),
                     kube.config_map_volume("trust", args.trust_bundle),
                     kube.empty_dir("runtime", "64Mi"),
                 ],
@@ -120,17 +122,14 @@ class Proxy(pulumi.ComponentResource):
             kube.disruption_budget(f"{name}-pdb", NAME, args.namespace, COMPONENT,
                                    pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
 
-        service_type = {
-            Exposure.INGRESS: "ClusterIP", Exposure.NODE_PORT: "NodePort", Exposure.LOAD_BALANCER: "LoadBalancer",
-        }[args.exposure]
         service = k8s.core.v1.Service(
             f"{name}-svc",
             metadata=kube.metadata(NAME, args.namespace, COMPONENT),
             spec=k8s.core.v1.ServiceSpecArgs(
-                type=service_type,
+                type=args.service_type,
                 selector=kube.selector_labels(NAME),
                 ports=[
-                    https_port(args.public_port, node_port=args.exposure is Exposure.NODE_PORT),
+                    https_port(args.public_port, node_port=args.service_type == "NodePort"),
                 ],
             ),
             opts=child,
@@ -140,7 +139,7 @@ class Proxy(pulumi.ComponentResource):
         # the provider waits until a load balancer gives it an external address (await/service.go),
         # which never happens on kind or minikube without a tunnel, and nothing that reads the address
         # (the migration Job, every Portus pod) would be created until then.
-        self.internal_service = service if args.exposure is not Exposure.LOAD_BALANCER else kube.cluster_ip_service(
+        self.internal_service = service if args.service_type != "LoadBalancer" else kube.cluster_ip_service(
             f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [https_port(args.public_port)],
             child, workload=NAME,
         )

@@ -63,10 +63,11 @@ class PortusArgs:
     background_resources: kube.ResourceSpec
     fqdn: str
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
-    public_hosts: list[str]
-    proxy_cluster_ip: pulumi.Input[str] | None
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too;
-    None leaves their resolution to the cluster's DNS."""
+    realm_hosts: list[str]
+    realm_address: pulumi.Input[str] | None
+    """The registry sends Portus's own clients to the public token realm: inside Portus's pods its host
+    (``realm_hosts``) resolves to this address, so the realm works there too. None leaves their
+    resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
     database: DatabaseConnection
@@ -78,7 +79,7 @@ class PortusArgs:
     admin_email: str
     wait_for: list[pulumi.Resource] = field(default_factory=list)
     """What must be ready before the database migration, and so before any Portus pod, starts. The
-    Service is not held back: the proxy resolves its name when it starts."""
+    Service is not held back: the edge resolves its name when it starts."""
 
 
 class Portus(pulumi.ComponentResource):
@@ -224,8 +225,8 @@ class Portus(pulumi.ComponentResource):
                 kube.empty_dir("tmp", "256Mi"),
             ],
             init_containers=[trust_bundle_init(args.image)],
-            host_aliases=[] if args.proxy_cluster_ip is None else [
-                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
+            host_aliases=[] if args.realm_address is None else [
+                k8s.core.v1.HostAliasArgs(ip=args.realm_address, hostnames=args.realm_hosts),
             ],
         )
 
@@ -242,7 +243,7 @@ class Portus(pulumi.ComponentResource):
                 "PORTUS_PUMA_TLS_CERT": f"{TLS_DIR}/tls.crt",
                 "PORTUS_PUMA_WORKERS": "2",
                 "PORTUS_PUMA_MAX_THREADS": "4",
-                # No shared volume with the proxy: Puma serves the precompiled assets itself.
+                # No shared volume with the edge: Puma serves the precompiled assets itself.
                 "RAILS_SERVE_STATIC_FILES": "true",
             }),
             [k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True)],

@@ -1,6 +1,6 @@
 """What every Portus container shares, web, background and one-off tasks alike: the image, the
 environment ``/init`` would export, the trust bundle built without root, the token key, the writable
-scratch directories and the public names that resolve to the proxy inside the pod."""
+scratch directories and the token realm's host, which resolves inside the pod to where the realm is."""
 
 from __future__ import annotations
 

@@ -5,6 +5,10 @@ outside a pod: listen addresses and ports, the upstream and webhook addresses, a
 (each volume is written to a local directory and its mount path rewritten to that directory). Names
 stay as rendered, so every TLS check uses the real SANs; a hosts file maps those names to 127.0.0.1
 for the programs that resolve them (see ``processes.with_hosts``).
+
+The edge is the proxy's nginx with its rendered nginx.conf (exposure nodePort or loadBalancer), or,
+with exposure ingress, nginx configured by the ingress-nginx stand-in from the rendered Ingresses, TLS
+Secret and CA Secret (``ingress_nginx``), as the controller of the class ingress-nginx installs.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 
+from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
+from tests.rehearsal import ingress_nginx
 from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
 # Debian's names for the programs the images run.
 DEBIAN_PROGRAMS = {"nginx": "nginx", "registry": "docker-registry"}
 STANDIN = [sys.executable, "-m", "tests.rehearsal.standin"]
+# The IngressClass ingress-nginx's manifests (kind, minikube, the Helm chart) install.
+INGRESS_CLASS = "nginx"
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class Ports:
     registry: int
     registry_debug: int
     portus: int
+    plain_http: int
+    """The ingress controller's plain-HTTP port (its 80), which only redirects to HTTPS."""
 
 
 @dataclass(frozen=True)
@@ -52,21 +62,32 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Edge:
+    """The nginx in front: the proxy, or the ingress controller stand-in."""
+
+    name: str
+    workload: Workload
+    runtime: Path
+    """Where its temp dirs are (the proxy pod's emptyDir, the controller's /tmp/nginx)."""
+
+
+@dataclass(frozen=True)
 class Site:
-    proxy: Workload
+    edge: Edge
     registry: Workload
     portus: Workload
     public_port: int
-    """The port of ``registryHost``: nginx listens on it, as the node port does in the cluster."""
+    """The port of ``registryHost``: nginx listens on it, as the node port or the ingress controller does
+    in the cluster."""
     upstream_hosts: dict[str, str]
-    """Service (``portus``, ``registry``) -> the in-cluster name nginx's upstream uses and verifies."""
+    """Service (``portus``, ``registry``) -> the in-cluster name the edge checks in its certificate."""
     hosts_file: Path
     ca_dir: Path
     """Holds ``ca.crt`` (the stack's ``caCertificate``), the layout skopeo's ``--cert-dir`` reads."""
 
 
 def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
-    """Write the proxy's, the registry's and Portus's files under ``root`` and return how to run them.
+    """Write the edge's, the registry's and Portus's files under ``root`` and return how to run them.
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
     ``server`` lines (127.0.0.1 and the local ports; ``proxy_ssl_name`` keeps the in-cluster names);
@@ -75,25 +96,13 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
     public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
-    proxy = _workload(objects, "proxy", root)
     registry = _workload(objects, "registry", root)
     portus = _workload(objects, "portus", root)
-
-    nginx_conf = Path(proxy.argv[proxy.argv.index("-c") + 1])
-    upstream_ports = {"portus": ports.portus, "registry": ports.registry}
-    upstream_hosts: dict[str, str] = {}
-
-    def local_server(match: re.Match[str]) -> str:
-        # The first label of an in-cluster name is the Service's name.
-        service = match[1].split(".")[0]
-        upstream_hosts[service] = match[1]
-        return f"server {LOOPBACK}:{upstream_ports[service]};"
-
-    text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
-    text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
-    if listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
-        raise ValueError(f"nginx.conf: {listens} listen lines, upstreams {sorted(upstream_hosts)}")
-    nginx_conf.write_text(_localize(text, proxy.mounts))
+    local = {"portus": ports.portus, "registry": ports.registry}
+    if ("Deployment", "proxy") in objects:
+        edge, upstream_hosts = _proxy(objects, local, public_port, root)
+    else:
+        edge, upstream_hosts = _ingress_controller(rendered, local, ports, public_port, root)
 
     config_file = Path(registry.argv[-1])
     config = yaml.safe_load(_localize(config_file.read_text(), registry.mounts))
@@ -120,7 +129,50 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(proxy, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(edge, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+
+
+def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], public_port: int,
+           root: Path) -> tuple[Edge, dict[str, str]]:
+    """The proxy's rendered nginx.conf, listening on the public port and forwarding to the local ports."""
+    proxy = _workload(objects, "proxy", root)
+    nginx_conf = Path(proxy.argv[proxy.argv.index("-c") + 1])
+    upstream_hosts: dict[str, str] = {}
+
+    def local_server(match: re.Match[str]) -> str:
+        # The first label of an in-cluster name is the Service's name.
+        service = match[1].split(".")[0]
+        upstream_hosts[service] = match[1]
+        return f"server {LOOPBACK}:{local[service]};"
+
+    text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
+    text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
+    if listens != 1 or upstream_hosts.keys() != local.keys():
+        raise ValueError(f"nginx.conf: {listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    nginx_conf.write_text(_localize(text, proxy.mounts))
+    return Edge("proxy", proxy, proxy.path(PROXY_RUNTIME_DIR)), upstream_hosts
+
+
+def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Ports, public_port: int,
+                        root: Path) -> tuple[Edge, dict[str, str]]:
+    """nginx as ingress-nginx configures it from the rendered objects, on the public port (its 443) and
+    ``ports.plain_http`` (its 80); each Service's endpoints are the local port of its program."""
+    state = root / "ingress-nginx"
+    (state / "ssl").mkdir(parents=True)
+    (state / "tmp").mkdir()
+    servers = ingress_nginx.build_servers(
+        rendered.objects, INGRESS_CLASS, {service: [f"{LOOPBACK}:{port}"] for service, port in local.items()},
+        state / "ssl",
+    )
+    conf = state / "nginx.conf"
+    conf.write_text(ingress_nginx.render_nginx_conf(
+        servers, ingress_nginx.Listen(LOOPBACK, public_port, ports.plain_http), state / "tmp",
+    ))
+    upstream_hosts = {
+        location.upstream.service: str(location.annotations["proxy-ssl-name"])
+        for server in servers for location in server.locations if location.upstream
+    }
+    return Edge("ingress-nginx", Workload(["nginx", "-c", str(conf)], {}, {}), state / "tmp"), upstream_hosts
 
 
 def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path) -> Workload:

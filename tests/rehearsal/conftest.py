@@ -1,10 +1,14 @@
-"""Fixtures of the rehearsal: the stack rendered once, the test images built once, and for each test a
-fresh rig (its own directory and ports) that is stopped, by PID, however the test ends."""
+"""Fixtures of the rehearsal: the stack rendered once per exposure, the test images built once, and for
+each test a fresh rig (its own directory and ports) that is stopped, by PID, however the test ends.
+
+A test module runs through both edges, the proxy (nodePort) and the ingress controller stand-in
+(ingress), with ``pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)``; otherwise its
+rig has the proxy."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
 
@@ -17,19 +21,27 @@ MIB = 1 << 20
 
 
 @pytest.fixture(scope="session")
-def rendered() -> Rendered:
+def rendered() -> Callable[[str], Rendered]:
+    """The rehearsal stack for an exposure, rendered once per session."""
     if missing := missing_binaries():
         pytest.fail(
             f"the rehearsal needs {', '.join(missing)}; install them with"
             " `apt-get install nginx-light docker-registry skopeo` (.ci/run does)",
             pytrace=False,
         )
-    return render_rehearsal_stack()
+    cache: dict[str, Rendered] = {}
+
+    def render(exposure: str) -> Rendered:
+        if exposure not in cache:
+            cache[exposure] = render_rehearsal_stack(exposure)
+        return cache[exposure]
+
+    return render
 
 
 @pytest.fixture
-def rig(rendered: Rendered) -> Iterator[Rig]:
-    with running(rendered) as started:
+def rig(request: pytest.FixtureRequest, rendered: Callable[[str], Rendered]) -> Iterator[Rig]:
+    with running(rendered(getattr(request, "param", "nodePort"))) as started:
         yield started
 
 

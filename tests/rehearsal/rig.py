@@ -1,6 +1,6 @@
 """One rehearsal of the platform: the rendered stack adapted under a directory, the Portus stand-in,
-the registry and nginx started on free ports, and the clients (skopeo, a plain HTTPS client) that
-reach them by the stack's own names."""
+the registry and the edge's nginx (the proxy, or the ingress controller stand-in) started on free ports,
+and the clients (skopeo, a plain HTTPS client) that reach them by the stack's own names."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from components.edge.nginx_conf import HEALTH_PATH as PROXY_HEALTH_PATH
-from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
 from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
@@ -36,14 +34,21 @@ STACK_FILE = REPO_ROOT / "Pulumi.prod.yaml"
 # The node-port range: the public port must be one the stack accepts.
 NODE_PORTS = (30000, 32767)
 SKOPEO_TIMEOUT = 300
+EXPOSURES = ("nodePort", "ingress")
 
 
-def render_rehearsal_stack() -> Rendered:
-    """The production example stack, exposed on a free node port instead of through an Ingress (there
-    is no ingress controller here), so the public names carry a port nginx can listen on."""
+def render_rehearsal_stack(exposure: str = "nodePort") -> Rendered:
+    """The production example stack on a free public port, so the public names carry a port nginx can
+    listen on: exposed on a node port (the proxy is the edge), or through its Ingresses (the ingress
+    controller stand-in is)."""
     config, project, stack = load_stack_file(STACK_FILE)
-    config = {k: v for k, v in config.items() if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
-    config |= {f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS)}
+    if exposure == "ingress":
+        port = free_port()
+    else:
+        config = {k: v for k, v in config.items()
+                  if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
+        port = free_port(*NODE_PORTS)
+    config |= {f"{project}:exposure": exposure, f"{project}:publicPort": port}
     return render_stack(config, project, stack)
 
 
@@ -102,7 +107,8 @@ class Rig:
 
     def __init__(self, rendered: Rendered, root: Path) -> None:
         self.root = root
-        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port())
+        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port(),
+                           plain_http=free_port())
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
@@ -126,10 +132,11 @@ class Rig:
             "registry", with_hosts(site.registry.argv, site.hosts_file), child_env(site.registry.env),
             logs / "registry.log", self._registry_healthy,
         )
-        self.proxy = Service(
-            "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
+        self.edge = Service(
+            site.edge.name, site.edge.workload.argv, child_env(site.edge.workload.env), logs / f"{site.edge.name}.log",
+            self._edge_answers,
         )
-        self.services = [self.portus, self.registry, self.proxy]
+        self.services = [self.portus, self.registry, self.edge]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,9 +178,9 @@ class Rig:
         return self.site.registry.path(STORAGE_ROOT)
 
     @property
-    def proxy_runtime(self) -> Path:
-        """The parent of nginx's temp dirs (the pod's emptyDir)."""
-        return self.site.proxy.path(PROXY_RUNTIME_DIR)
+    def edge_runtime(self) -> Path:
+        """The parent of the edge nginx's temp dirs (the proxy pod's emptyDir, the controller's /tmp/nginx)."""
+        return self.site.edge.runtime
 
     def _registry_healthy(self) -> bool:
         try:
@@ -183,13 +190,14 @@ class Rig:
         except OSError:
             return False
 
-    def _proxy_healthy(self) -> bool:
+    def _edge_answers(self) -> bool:
+        """nginx answers HTTPS on the public port (whatever the upstream says)."""
         try:
-            return self.request("GET", PROXY_HEALTH_PATH, timeout=2).status == 200
+            return self.request("GET", "/v2/", timeout=2).status > 0
         except OSError:
             return False
 
-    # ------------------------------------------------------------------ HTTPS through the proxy
+    # ------------------------------------------------------------------ HTTPS through the edge
 
     @property
     def registry_url(self) -> str:
@@ -197,12 +205,12 @@ class Rig:
 
     def request(self, method: str, path: str, *, base: str | None = None, ca: Path | None = None,
                 headers: Mapping[str, str] | None = None, body: bytes | None = None, timeout: float = 10) -> Response:
-        """A request to the public registry name (or ``base``), i.e. to nginx."""
+        """A request to the public registry name (or ``base``), i.e. to the edge."""
         return https((base or self.registry_url) + path, method, ca=ca or self.ca_file, headers=headers, body=body,
                      timeout=timeout)
 
     def token(self, *scopes: str) -> Response:
-        """Ask the token endpoint (through the proxy) as the admin user, as a Docker client would."""
+        """Ask the token endpoint (through the edge) as the admin user, as a Docker client would."""
         query = urlencode([("service", self.registry_host), *(("scope", s) for s in scopes)])
         basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return self.request("GET", f"{TOKEN_PATH}?{query}", base=self.portal_url,

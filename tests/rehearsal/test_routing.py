@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 
-from tests.rehearsal.rig import Rig
+import pytest
+
+from tests.rehearsal.rig import EXPOSURES, Rig
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
+
+# Through the proxy (nodePort) and through the ingress controller (ingress).
+pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
 
 API_VERSION = "Docker-Distribution-Api-Version"
 

@@ -1,5 +1,6 @@
-"""TLS at every hop: clients verify the edge with the platform CA alone, and nginx verifies the registry
-and Portus (CA and name) before it forwards anything."""
+"""TLS at every hop: clients verify the edge with the platform CA alone, and the edge's nginx (the proxy,
+or the ingress controller as the Ingresses' annotations configure it) verifies the registry and Portus
+(CA and name) before it forwards anything."""
 
 from __future__ import annotations
 
@@ -9,19 +10,22 @@ from pathlib import Path
 import pytest
 
 from tests.rehearsal.impostors import impostor_of
-from tests.rehearsal.rig import Rig
+from tests.rehearsal.rig import EXPOSURES, Rig
 from tests.rehearsal.standin import TOKEN_PATH
+
+# Through the proxy (nodePort) and through the ingress controller (ingress).
+pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
 
 
 def test_edge_is_trusted_through_the_platform_ca_only(rig: Rig, tmp_path: Path) -> None:
-    assert rig.request("GET", "/healthz").status == 200
+    assert rig.request("GET", "/v2/").status == 401
     assert rig.request("GET", "/", base=rig.portal_url).status == 200
 
     other_ca = tmp_path / "other-ca"
     other_ca.mkdir()
     (other_ca / "ca.crt").write_text(impostor_of(rig.ca_file.read_text()).ca_pem)
     with pytest.raises(ssl.SSLCertVerificationError):
-        rig.request("GET", "/healthz", ca=other_ca / "ca.crt")
+        rig.request("GET", "/v2/", ca=other_ca / "ca.crt")
     login = rig.login(cert_dir=other_ca)
     assert login.returncode != 0
     assert "certificate signed by unknown authority" in login.stderr
@@ -35,7 +39,7 @@ def test_proxy_refuses_a_registry_certificate_from_another_ca(rig: Rig) -> None:
     rig.present(rig.registry, impostor.cert_pem, impostor.key_pem)
 
     assert rig.request("GET", "/v2/").status == 502
-    assert "upstream SSL certificate verify error" in rig.proxy.log.read_text()
+    assert "upstream SSL certificate verify error" in rig.edge.log.read_text()
 
 
 def test_proxy_refuses_a_portus_certificate_from_another_ca(rig: Rig) -> None:
@@ -56,4 +60,4 @@ def test_proxy_checks_the_registry_certificate_name(rig: Rig) -> None:
     rig.present(rig.registry, cert.read_text(), key.read_text())
 
     assert rig.request("GET", "/v2/").status == 502
-    assert "upstream SSL certificate does not match" in rig.proxy.log.read_text()
+    assert "upstream SSL certificate does not match" in rig.edge.log.read_text()

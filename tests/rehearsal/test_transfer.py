@@ -9,8 +9,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.rehearsal.image import Image, verify_pulled
-from tests.rehearsal.rig import Rig
+from tests.rehearsal.rig import EXPOSURES, Rig
+
+# Through the proxy (nodePort) and through the ingress controller (ingress).
+pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
 
 # Peak resident memory allowed to one nginx worker over a 256 MiB push and pull: buffers, not layers.
 WORKER_PEAK_LIMIT_KIB = 64 << 10
@@ -64,7 +69,7 @@ def _peak_memory_kib(worker: Path) -> int:
 
 def test_large_image_round_trip_streams_through_memory(rig: Rig, big_image: Image) -> None:
     assert rig.login().returncode == 0
-    with temp_files_used(rig.proxy_runtime, rig.proxy.pid) as temp_files:
+    with temp_files_used(rig.edge_runtime, rig.edge.pid) as temp_files:
         push = rig.push(big_image, "team/big")
         assert push.returncode == 0, push.stderr
         pulled, pull = rig.pull("team/big", big_image.tag)
@@ -72,8 +77,8 @@ def test_large_image_round_trip_streams_through_memory(rig: Rig, big_image: Imag
 
     verify_pulled(pulled, big_image)
     assert not temp_files
-    assert "buffered to a temporary file" not in rig.proxy.log.read_text()
-    assert not [p for p in rig.proxy_runtime.glob("*/*")], "temp dirs not empty"
-    peaks = {worker.name: _peak_memory_kib(worker) for worker in _workers(rig.proxy.pid)}
+    assert "buffered to a temporary file" not in rig.edge.log.read_text()
+    assert not [p for p in rig.edge_runtime.glob("*/*")], "temp dirs not empty"
+    peaks = {worker.name: _peak_memory_kib(worker) for worker in _workers(rig.edge.pid)}
     assert peaks
     assert max(peaks.values()) < WORKER_PEAK_LIMIT_KIB, peaks
