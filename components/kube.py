@@ -176,12 +176,14 @@ def service_account(resource_name: str, name: str, namespace: pulumi.Input[str],
 
 def cluster_ip_service(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                        ports: Sequence[k8s.core.v1.ServicePortArgs],
-                       opts: pulumi.ResourceOptions, headless: bool = False) -> k8s.core.v1.Service:
+                       opts: pulumi.ResourceOptions, headless: bool = False,
+                       selector: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+    """A Service for the pods of workload ``name``, or of ``selector``."""
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, component),
         spec=k8s.core.v1.ServiceSpecArgs(
-            selector=selector_labels(name),
+            selector=dict(selector) if selector else selector_labels(name),
             ports=list(ports),
             cluster_ip="None" if headless else None,
             publish_not_ready_addresses=True if headless else None,
@@ -267,6 +269,37 @@ def deployment(resource_name: str, name: str, namespace: pulumi.Input[str], comp
             ),
         ),
         opts=opts,
+    )
+
+
+# How every Job's pods restart: one-off tasks and the database backup alike.
+JOB_RESTART_POLICY = "OnFailure"
+
+
+def job_spec(template_metadata: k8s.meta.v1.ObjectMetaArgs, pod: k8s.core.v1.PodSpecArgs, deadline_seconds: int,
+             backoff_limit: int = 6) -> k8s.batch.v1.JobSpecArgs:
+    """The spec of every Job the platform runs, one-off or from a CronJob: the same retry and deadline
+    rules in one place. ``pod`` must use JOB_RESTART_POLICY."""
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=deadline_seconds,
+        template=k8s.core.v1.PodTemplateSpecArgs(metadata=template_metadata, spec=pod),
+    )
+
+
+def persistent_claim(resource_name: str, name: str, namespace: pulumi.Input[str], component: str, size: str,
+                     storage_class: str | None, kept: KeptData, parent: pulumi.Resource
+                     ) -> k8s.core.v1.PersistentVolumeClaim:
+    """A ReadWriteOnce claim that holds data: kept on destroy and adopted like the other data objects."""
+    return k8s.core.v1.PersistentVolumeClaim(
+        resource_name,
+        metadata=metadata(name, namespace, component),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+        ),
+        opts=kept.options(parent),
     )
 
 

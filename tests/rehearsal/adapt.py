@@ -156,6 +156,13 @@ def _data(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _volume_files(objects: Mapping[tuple[str, str], Any], volume: Mapping[str, Any]) -> dict[str, str]:
+    if "projected" in volume:
+        files: dict[str, str] = {}
+        for source in volume["projected"]["sources"]:
+            secret = source["secret"]  # the platform projects Secrets only
+            as_volume = {"name": volume["name"], "secret": {**secret, "secretName": secret["name"]}}
+            files |= _volume_files(objects, as_volume)
+        return files
     if "configMap" in volume:
         source, data = volume["configMap"], _data(objects["ConfigMap", volume["configMap"]["name"]])
     elif "secret" in volume:
