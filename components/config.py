@@ -230,7 +230,7 @@ def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
     return resources
 
 
-def _parse_backup(raw: dict[str, Any], internal_database: bool, default_class: str | None) -> BackupConfig:
+def parse_backup(raw: dict[str, Any], internal_database: bool, default_class: str | None) -> BackupConfig:
     """Backups dump the platform's own MariaDB: on by default with it, and impossible without it."""
     fields = ObjectValue("backup", raw, ("enabled", "schedule", "retain", "storageSize", "storageClass"))
     enabled = fields.get("enabled", as_bool, internal_database)
@@ -322,7 +322,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         cluster_domain=values["clusterDomain"],
         catalog_sync=values["catalogSync"],
         # The only database is the internal MariaDB so far; an external one passes False here.
-        backup=_parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
+        backup=parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
         metrics=_parse_metrics(values["metrics"]),
     )
 
