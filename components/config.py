@@ -186,7 +186,8 @@ KEYS: tuple[Key, ...] = (
         "database) or disabled."),
     Key("backup", as_object, {}, None,
         "Scheduled dumps of the internal database: {enabled (default true with the internal database), "
-        "schedule (cron, UTC; default '15 3 * * *'), retain (default 7), storageSize (default 10Gi), storageClass}."),
+        "schedule (cron, UTC; default '15 3 * * *'), retain (default 7), storageSize (default 10Gi), "
+        "storageClass (default storageClass)}."),
     Key("metrics", as_object, {}, None,
         "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
         "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
