@@ -5,10 +5,10 @@ Both scripts are generated here and shipped in one ConfigMap; everything they ne
 environment (host, user, the password as a file, the backup directory), so the rehearsal runs the
 exact rendered command against Debian's MariaDB with nothing but paths and the address changed.
 
-pulumi-kubernetes has no await rule for CronJobs (provider/pkg/await/awaiters.go: CronJob is not in
-the awaiters map, so it is ready as soon as the API server accepts it): ``pulumi up`` never waits for
-a backup to run, and a failing backup shows up in the cluster (the CronJob's Jobs, the PrometheusRule's
-alert), not in Pulumi.
+pulumi-kubernetes has no await rule for CronJobs (provider/pkg/await/awaiters.go, v4.16 to v4.32: the
+awaiters map has ``batch/v1/Job`` but no ``batch/v1/CronJob``, so a CronJob is ready as soon as the API
+server accepts it): ``pulumi up`` never waits for a backup to run, and a failing backup shows up in the
+cluster (the CronJob's Jobs, the PrometheusRule's alert), not in Pulumi.
 """
 
 from __future__ import annotations
