@@ -169,7 +169,7 @@ KEYS: tuple[Key, ...] = (
     Key("databaseImage", pinned_image, "mariadb:10.11.10", "string", "MariaDB image."),
     Key("proxyImage", pinned_image, "nginxinc/nginx-unprivileged:1.27.3-alpine", "string",
         "Unprivileged nginx image of the reverse proxy."),
-    Key("proxyExporterImage", pinned_image, "nginx/nginx-prometheus-exporter:1.4.2", "string",
+    Key("proxyExporterImage", pinned_image, "nginx/nginx-prometheus-exporter:1.4.0", "string",
         "Image of the proxy's Prometheus exporter sidecar (nginx stub_status to Prometheus metrics)."),
     Key("portusReplicas", int_between(1, 10), 1, "integer", "Replicas of the Portus web Deployment."),
     Key("proxyReplicas", int_between(1, 10), 2, "integer", "Replicas of the nginx proxy Deployment."),
