@@ -90,7 +90,8 @@ def task_job(resource_name: str, name_prefix: str, namespace: pulumi.Input[str],
 # died between the two leaves a loaded schema without the seed's one row, the hidden `portus` user
 # (db/seeds.rb: `User.create_portus_user!`), and every retry then just migrates: the registry client,
 # which signs in as `portus`, never gets a token. The seed itself cannot be re-run (it exits as soon as
-# any user exists), so the migration follows `configure` with the seed's effect made idempotent.
+# any user exists), so the migration follows `configure` with the seed's effect made idempotent. The
+# steps are part of the Job's name: a stack set up before this runs the migration once more and heals.
 ENSURE_PORTUS_USER = 'User.create_portus_user! unless User.exists?(username: "portus")'
 
 
