@@ -129,6 +129,71 @@ class BackupArgs:
     kept: kube.KeptData
 
 
+@dataclass
+class _PodParts:
+    """What backup and restore pods share: identity, the claim, the scripts, the password."""
+
+    account: k8s.core.v1.ServiceAccount
+    claim: pulumi.Input[str]
+    scripts: pulumi.Input[str]
+    version: str
+
+
+def _container(args: BackupArgs, component: str, command: list[str]) -> k8s.core.v1.ContainerArgs:
+    """Every setting the scripts read comes from here: the rehearsal changes only addresses and paths."""
+    return k8s.core.v1.ContainerArgs(
+        name=component,
+        image=args.image,
+        command=command,
+        env=kube.env({
+            "PATH": f"{SCRIPTS_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "MARIADB_HOST": args.host,
+            "MARIADB_PORT": str(args.port),
+            "MARIADB_DATABASE": args.database,
+            "MARIADB_USER": args.user,
+            "MARIADB_PASSWORD_FILE": f"{PASSWORD_DIR}/{args.password_key}",
+            "BACKUP_DIR": BACKUP_DIR,
+            "BACKUP_RETAIN": str(args.config.retain),
+            "BACKUP_RUNTIME_DIR": RUNTIME_DIR,
+        }),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="data", mount_path=BACKUP_DIR),
+            k8s.core.v1.VolumeMountArgs(name="scripts", mount_path=SCRIPTS_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="password", mount_path=PASSWORD_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="runtime", mount_path=RUNTIME_DIR),
+        ],
+        resources=kube.resources(RESOURCES),
+        security_context=kube.restricted_container_security(),
+    )
+
+
+def _job_template(args: BackupArgs, parts: _PodParts, component: str, command: list[str], deadline: int,
+                  grace: int | None = None) -> k8s.batch.v1.JobTemplateSpecArgs:
+    pod = kube.pod_spec(
+        parts.account, args.run_as, [_container(args, component, command)],
+        [
+            k8s.core.v1.VolumeArgs(
+                name="data",
+                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=parts.claim),
+            ),
+            k8s.core.v1.VolumeArgs(name="scripts", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=parts.scripts, default_mode=0o555,
+            )),
+            kube.secret_volume("password", args.credentials_secret,
+                               [k8s.core.v1.KeyToPathArgs(key=args.password_key, path=args.password_key)]),
+            kube.empty_dir("runtime", "1Mi", medium="Memory"),
+        ],
+        restart_policy=kube.JOB_RESTART_POLICY,
+        termination_grace_period_seconds=grace,
+    )
+    # Backup and restore pods share the name label: one identity, one network flow.
+    labels = kube.labels(NAME, component, parts.version)
+    return k8s.batch.v1.JobTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+        spec=kube.job_spec(k8s.meta.v1.ObjectMetaArgs(labels=labels), pod, deadline, backoff_limit=1),
+    )
+
+
 class DatabaseBackup(pulumi.ComponentResource):
     def __init__(self, name: str, args: BackupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:database:DatabaseBackup", name, None, opts)
@@ -144,62 +209,12 @@ class DatabaseBackup(pulumi.ComponentResource):
             data={"backup": BACKUP_SCRIPT, "restore": RESTORE_SCRIPT},
             opts=child,
         )
-        account = kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child)
-
-        def job_template(component: str, command: list[str], deadline: int,
-                         grace: int | None = None) -> k8s.batch.v1.JobTemplateSpecArgs:
-            container = k8s.core.v1.ContainerArgs(
-                name=component,
-                image=args.image,
-                command=command,
-                env=kube.env({
-                    "PATH": f"{SCRIPTS_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "MARIADB_HOST": args.host,
-                    "MARIADB_PORT": str(args.port),
-                    "MARIADB_DATABASE": args.database,
-                    "MARIADB_USER": args.user,
-                    "MARIADB_PASSWORD_FILE": f"{PASSWORD_DIR}/{args.password_key}",
-                    "BACKUP_DIR": BACKUP_DIR,
-                    "BACKUP_RETAIN": str(args.config.retain),
-                    "BACKUP_RUNTIME_DIR": RUNTIME_DIR,
-                }),
-                volume_mounts=[
-                    k8s.core.v1.VolumeMountArgs(name="data", mount_path=BACKUP_DIR),
-                    k8s.core.v1.VolumeMountArgs(name="scripts", mount_path=SCRIPTS_DIR, read_only=True),
-                    k8s.core.v1.VolumeMountArgs(name="password", mount_path=PASSWORD_DIR, read_only=True),
-                    k8s.core.v1.VolumeMountArgs(name="runtime", mount_path=RUNTIME_DIR),
-                ],
-                resources=kube.resources(RESOURCES),
-                security_context=kube.restricted_container_security(),
-            )
-            pod = kube.pod_spec(
-                account, args.run_as, [container],
-                [
-                    k8s.core.v1.VolumeArgs(
-                        name="data",
-                        persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                            claim_name=claim.metadata.name
-                        ),
-                    ),
-                    k8s.core.v1.VolumeArgs(name="scripts", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                        name=scripts.metadata.name, default_mode=0o555,
-                    )),
-                    kube.secret_volume("password", args.credentials_secret,
-                                       [k8s.core.v1.KeyToPathArgs(key=args.password_key, path=args.password_key)]),
-                    kube.empty_dir("runtime", "1Mi", medium="Memory"),
-                ],
-                restart_policy=kube.JOB_RESTART_POLICY,
-                termination_grace_period_seconds=grace,
-            )
-            return k8s.batch.v1.JobTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(NAME, component, version)),
-                spec=kube.job_spec(
-                    # Backup and restore pods share the name label: one identity, one network flow.
-                    k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(NAME, component, version)),
-                    pod, deadline, backoff_limit=1,
-                ),
-            )
-
+        parts = _PodParts(
+            account=kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
+            claim=claim.metadata.name,
+            scripts=scripts.metadata.name,
+            version=version,
+        )
         k8s.batch.v1.CronJob(
             name,
             metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
@@ -210,8 +225,8 @@ class DatabaseBackup(pulumi.ComponentResource):
                 concurrency_policy="Forbid",
                 # A run missed by more than an hour (controller down, claim busy) waits for the next slot.
                 starting_deadline_seconds=3600,
-                job_template=job_template(COMPONENT, ["/bin/bash", f"{SCRIPTS_DIR}/backup"],
-                                          BACKUP_DEADLINE_SECONDS),
+                job_template=_job_template(args, parts, COMPONENT, ["/bin/bash", f"{SCRIPTS_DIR}/backup"],
+                                           BACKUP_DEADLINE_SECONDS),
                 successful_jobs_history_limit=3,
                 failed_jobs_history_limit=3,
             ),
@@ -226,8 +241,8 @@ class DatabaseBackup(pulumi.ComponentResource):
                 schedule=args.config.schedule,
                 suspend=True,
                 concurrency_policy="Forbid",
-                job_template=job_template(RESTORE_COMPONENT, ["sleep", str(RESTORE_HELPER_SECONDS)],
-                                          RESTORE_HELPER_SECONDS + 60, grace=5),
+                job_template=_job_template(args, parts, RESTORE_COMPONENT, ["sleep", str(RESTORE_HELPER_SECONDS)],
+                                           RESTORE_HELPER_SECONDS + 60, grace=5),
                 successful_jobs_history_limit=3,
                 failed_jobs_history_limit=3,
             ),
