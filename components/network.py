@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import database, kube, portus, registry
+from components.database import backup
 from components.edge import proxy
 from components.portus import tasks
 
@@ -33,6 +34,8 @@ PEERS: dict[str, dict[str, str]] = {
     "database": kube.selector_labels(database.NAME),
     "migrate": _task_pods(tasks.MIGRATE_COMPONENT),
     "bootstrap": _task_pods(tasks.BOOTSTRAP_COMPONENT),
+    # The backup CronJob's pods and the restore pods started from it.
+    "backup": kube.selector_labels(backup.NAME),
 }
 
 
@@ -80,6 +83,10 @@ FLOWS: tuple[Flow, ...] = (
 )
 
 
+# Only with backups on: their pods dump (and restore) the database.
+BACKUP_FLOW = Flow("backup", "database", database.PORT)
+
+
 @dataclass
 class NetworkPoliciesArgs:
     namespace: pulumi.Input[str]
@@ -121,9 +128,9 @@ class NetworkPolicies(pulumi.ComponentResource):
                        for protocol in ("UDP", "TCP")],
             )],
         ))
-        # One policy per workload some flow names (one that none names, e.g. a proxy the exposure does
-        # not deploy, is covered by default-deny alone).
         for workload, selector in PEERS.items():
+            if not any(workload in (flow.source, flow.target) for flow in args.flows):
+                continue  # a workload this stack does not run (the proxy with exposure=ingress, say)
             ingress = [
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=_peers(flow.source), ports=_port(flow.port))
                 for flow in args.flows if flow.target == workload
@@ -132,8 +139,6 @@ class NetworkPolicies(pulumi.ComponentResource):
                 k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=_peers(flow.target), ports=_port(flow.port))
                 for flow in args.flows if flow.source == workload
             ]
-            if not ingress and not egress:
-                continue
             policy(f"{name}-{workload}", f"allow-{workload}", k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 policy_types=["Ingress", "Egress"],

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, network, portus, registry
+from components import database, kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
-from components.database import Database, DatabaseArgs, generated_password
+from components.database import Database, DatabaseArgs, backup, generated_password
 from components.edge.certificate import EdgeCertificate, EdgeCertificateArgs
 from components.edge.exposure import EdgeParts, ProxyWorkload
 from components.edge.ingress import Backend
 from components.edge.proxy import Proxy
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.pki import Pki, PkiArgs
@@ -134,6 +135,8 @@ class PortusPlatform(pulumi.ComponentResource):
             storage_size=config.storage.database_size,
             storage_class=config.storage.storage_class,
             kept=kept,
+            backup=config.backup,
+            host=fqdn(database.NAME),
         ), child)
 
         registry_settings = RegistrySettings(
@@ -172,7 +175,9 @@ class PortusPlatform(pulumi.ComponentResource):
             trust_bundle=namespace.trust_bundle,
             portus=Backend(portus.NAME, portus.PORT, fqdn(portus.NAME)),
             registry=Backend(registry.NAME, registry.LISTEN_PORT, fqdn(registry.NAME)),
-            proxy=ProxyWorkload(config.images.proxy, config.proxy_replicas, config.resources["proxy"]),
+            proxy=ProxyWorkload(
+                config.images.proxy, config.images.proxy_exporter, config.proxy_replicas, config.resources["proxy"],
+            ),
             log_level=config.log_level,
         ), child)
         if render_to:
@@ -195,6 +200,7 @@ class PortusPlatform(pulumi.ComponentResource):
             realm_address=None if render_to else kube.cluster_ip(realm.service),
             log_level=config.log_level,
             signup_enabled=config.signup_enabled,
+            catalog_sync=config.catalog_sync,
             database=DatabaseConnection(
                 host=fqdn(database.NAME), port=database.PORT, database=database.DATABASE,
                 user=database.USER, credentials_secret=db.credentials_secret,
@@ -212,9 +218,25 @@ class PortusPlatform(pulumi.ComponentResource):
             wait_for=[db, reg],
         ), child)
 
+        metric_targets = [monitoring.REGISTRY, *edge_mode.metric_targets()]
+        if config.metrics.service_monitor:
+            Monitoring("monitoring", MonitoringArgs(
+                namespace=namespace.name,
+                namespace_name=ns,
+                config=config.metrics,
+                targets=metric_targets,
+                portus_deployment=portus.NAME,
+                backup_cronjob=backup.NAME if config.backup.enabled else None,
+                backup_deadline_seconds=backup.BACKUP_DEADLINE_SECONDS,
+            ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
-            flows=[*network.FLOWS, *edge_mode.flows()],
+            flows=[
+                *network.FLOWS,
+                *edge_mode.flows(),
+                *([network.BACKUP_FLOW] if config.backup.enabled else []),
+                *monitoring.scrape_flows(config.metrics, metric_targets),
+            ],
         ), child)
 
         self.portal_url = config.portal_url

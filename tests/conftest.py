@@ -20,6 +20,13 @@ def stack_config(name: str) -> dict[str, object]:
     return config
 
 
+def behind_the_proxy(config: dict[str, object]) -> dict[str, object]:
+    """A stack's config with the proxy as its edge (exposure=nodePort) instead of Ingresses."""
+    ingress_only = ("ingressClassName", "ingressControllerNamespace", "exposure")
+    kept = {key: value for key, value in config.items() if key.split(":")[-1] not in ingress_only}
+    return {**kept, "exposure": "nodePort"}
+
+
 @pytest.fixture(scope="session")
 def render() -> Callable[[Mapping[str, object]], Rendered]:
     """Renders a config, once per distinct config in the whole test session."""

@@ -21,10 +21,11 @@ from typing import ClassVar, Protocol
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube, portus, registry
+from components import kube, monitoring, portus, registry
 from components.edge import ingress, nginx_conf, proxy
 from components.edge.ingress import Backend, PublicIngress, PublicIngressArgs
 from components.edge.proxy import Proxy, ProxyArgs
+from components.monitoring import Target
 from components.network import ANYWHERE, Flow, Outside
 from components.pki import ServerCertificate
 
@@ -37,9 +38,10 @@ class Exposure(StrEnum):
 
 @dataclass(frozen=True)
 class ProxyWorkload:
-    """The proxy's own settings (``proxyImage``, ``proxyReplicas``, ``resources.proxy``)."""
+    """The proxy's own settings (``proxyImage``, ``proxyExporterImage``, ``proxyReplicas``, ``resources.proxy``)."""
 
     image: str
+    exporter_image: str
     replicas: int
     resources: kube.ResourceSpec
 
@@ -98,6 +100,10 @@ class Edge(Protocol):
         """The connections this edge needs, besides the platform's own."""
         ...
 
+    def metric_targets(self) -> list[Target]:
+        """What of this edge Prometheus scrapes in the platform's namespace."""
+        ...
+
 
 @dataclass(frozen=True)
 class ProxyEdge:
@@ -123,6 +129,7 @@ class ProxyEdge:
         edge = Proxy("proxy", ProxyArgs(
             namespace=parts.namespace,
             image=parts.proxy.image,
+            exporter_image=parts.proxy.exporter_image,
             replicas=parts.proxy.replicas,
             resources=parts.proxy.resources,
             settings=settings,
@@ -144,6 +151,9 @@ class ProxyEdge:
             Flow("proxy", "portus", portus.PORT),
             Flow("proxy", "registry", registry.LISTEN_PORT),
         ]
+
+    def metric_targets(self) -> list[Target]:
+        return [monitoring.PROXY]
 
 
 def _upstream(backend: Backend, keepalive: int) -> nginx_conf.Upstream:
@@ -190,3 +200,7 @@ class IngressEdge:
             Flow("portus", "portus", portus.PORT),
             Flow("background", "portus", portus.PORT),
         ]
+
+    def metric_targets(self) -> list[Target]:
+        # The ingress controller runs elsewhere and exports its own metrics (its chart's ServiceMonitor).
+        return []

@@ -4,8 +4,9 @@ cross one proxy on their way to the registry, not two.
 
 ingress-nginx merges the paths of every Ingress of a host into one server, and each location keeps the
 annotations of the Ingress that declared it (``getBackendServers`` in
-internal/ingress/controller/controller.go, controller-v1.12.8). So each backend gets an Ingress of its
-own, with the settings that suit it: streaming for the registry, the defaults of a web app for Portus.
+internal/ingress/controller/controller.go, controller-v1.12.8). So each set of paths that needs its own
+settings gets an Ingress: streaming for the registry, a web app's for Portus's UI, a short timeout for
+its token and webhook endpoints.
 
 Inside the cluster nothing goes through the Ingress. The registry sends Portus's own clients (the web
 UI's registry calls, the background worker) to the public token realm, ``https://<host>[:port]/v2/token``;
@@ -27,6 +28,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 
 NAME = "portus"
+TOKEN_INGRESS = "portus-token"
 REGISTRY_INGRESS = "portus-registry"
 REALM_SERVICE = "portus-realm"
 COMPONENT = "ingress"
@@ -46,8 +48,10 @@ STREAM_BUFFER = "256k"
 STREAM_BUFFERS = "4"
 # A layer of many gigabytes on a slow link: the upstream may stay silent for minutes.
 STREAM_TIMEOUT_SECONDS = "900"
-# Portus answers the web UI, the token and webhook requests; ingress-nginx's own default.
-PORTUS_TIMEOUT_SECONDS = "60"
+# The same bounds as the proxy's (components/edge/nginx_conf.py): the web UI may take a while, but a
+# Portus that hangs must not hang `docker login`.
+PORTUS_TIMEOUT_SECONDS = "120"
+TOKEN_TIMEOUT_SECONDS = "30"
 
 
 @dataclass(frozen=True)
@@ -94,15 +98,22 @@ def backend_annotations(namespace: str, ca_secret: str, backend: Backend) -> dic
 
 
 def routes(portus: Backend, registry: Backend) -> list[Route]:
+    # No body size limit of the edge's own for Portus, as with the proxy: Puma applies Portus's.
     return [
         Route(
-            "ingress", NAME, portus,
-            (("/", "Prefix"), (TOKEN_PATH, "Exact"), (WEBHOOK_PATH, "Exact")),
+            "ingress", NAME, portus, (("/", "Prefix"),),
             {
-                # No limit of the edge's own, as with the proxy: Puma applies Portus's.
                 "proxy-body-size": "0",
                 "proxy-read-timeout": PORTUS_TIMEOUT_SECONDS,
                 "proxy-send-timeout": PORTUS_TIMEOUT_SECONDS,
+            },
+        ),
+        Route(
+            "ingress-token", TOKEN_INGRESS, portus, ((TOKEN_PATH, "Exact"), (WEBHOOK_PATH, "Exact")),
+            {
+                "proxy-body-size": "0",
+                "proxy-read-timeout": TOKEN_TIMEOUT_SECONDS,
+                "proxy-send-timeout": TOKEN_TIMEOUT_SECONDS,
             },
         ),
         Route(

@@ -31,7 +31,9 @@ from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
 # Debian's names for the programs the images run.
-DEBIAN_PROGRAMS = {"nginx": "nginx", "registry": "docker-registry"}
+DEBIAN_PROGRAMS = {
+    "nginx": "nginx", "registry": "docker-registry", "nginx-prometheus-exporter": "prometheus-nginx-exporter",
+}
 STANDIN = [sys.executable, "-m", "tests.rehearsal.standin"]
 # The IngressClass ingress-nginx's manifests (kind, minikube, the Helm chart) install.
 INGRESS_CLASS = "nginx"
@@ -44,6 +46,8 @@ class Ports:
     portus: int
     plain_http: int
     """The ingress controller's plain-HTTP port (its 80), which only redirects to HTTPS."""
+    proxy_status: int
+    proxy_exporter: int
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Edge:
     workload: Workload
     runtime: Path
     """Where its temp dirs are (the proxy pod's emptyDir, the controller's /tmp/nginx)."""
+    exporter: Workload | None = None
+    """The proxy pod's metrics exporter, which reads nginx's status page."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
     ``server`` lines (127.0.0.1 and the local ports; ``proxy_ssl_name`` keeps the in-cluster names);
-    the registry's ``http.addr``, ``http.debug.addr`` and the webhook URL's port (its host stays, and
-    resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
+    the port of nginx's loopback status server and the exporter's scrape and listen ports; the registry's
+    ``http.addr``, ``http.debug.addr`` and the webhook URL's port (its host stays, and resolves through
+    the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
     public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
@@ -100,7 +107,7 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     portus = _workload(objects, "portus", root)
     local = {"portus": ports.portus, "registry": ports.registry}
     if ("Deployment", "proxy") in objects:
-        edge, upstream_hosts = _proxy(objects, local, public_port, root)
+        edge, upstream_hosts = _proxy(objects, local, ports, public_port, root)
     else:
         edge, upstream_hosts = _ingress_controller(rendered, local, ports, public_port, root)
 
@@ -132,10 +139,12 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     return Site(edge, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
 
 
-def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], public_port: int,
+def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], ports: Ports, public_port: int,
            root: Path) -> tuple[Edge, dict[str, str]]:
-    """The proxy's rendered nginx.conf, listening on the public port and forwarding to the local ports."""
+    """The proxy's rendered nginx.conf, listening on the public port and forwarding to the local ports,
+    and its metrics exporter."""
     proxy = _workload(objects, "proxy", root)
+    exporter = _workload(objects, "proxy", root, container_name="exporter")
     nginx_conf = Path(proxy.argv[proxy.argv.index("-c") + 1])
     upstream_hosts: dict[str, str] = {}
 
@@ -146,11 +155,13 @@ def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], pub
         return f"server {LOOPBACK}:{local[service]};"
 
     text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
+    text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
-    if listens != 1 or upstream_hosts.keys() != local.keys():
-        raise ValueError(f"nginx.conf: {listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    if listens != 1 or status_listens != 1 or upstream_hosts.keys() != local.keys():
+        raise ValueError(f"nginx.conf: {listens} + {status_listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    exporter.argv[1:] = [_exporter_arg(arg, ports) for arg in exporter.argv[1:]]
     nginx_conf.write_text(_localize(text, proxy.mounts))
-    return Edge("proxy", proxy, proxy.path(PROXY_RUNTIME_DIR)), upstream_hosts
+    return Edge("proxy", proxy, proxy.path(PROXY_RUNTIME_DIR), exporter), upstream_hosts
 
 
 def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Ports, public_port: int,
@@ -175,10 +186,21 @@ def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Por
     return Edge("ingress-nginx", Workload(["nginx", "-c", str(conf)], {}, {}), state / "tmp"), upstream_hosts
 
 
-def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path) -> Workload:
-    """The Deployment's first container: volumes written under ``root/name``, env resolved, paths local."""
+def _exporter_arg(arg: str, ports: Ports) -> str:
+    """The exporter scrapes the status server's local port and listens on its own."""
+    if arg.startswith("--nginx.scrape-uri="):
+        return re.sub(rf"//{LOOPBACK}:\d+/", f"//{LOOPBACK}:{ports.proxy_status}/", arg)
+    if arg.startswith("--web.listen-address="):
+        return f"--web.listen-address={LOOPBACK}:{ports.proxy_exporter}"
+    return arg
+
+
+def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, container_name: str | None = None
+              ) -> Workload:
+    """The Deployment's first container (or the one named ``container_name``): volumes written under
+    ``root/name``, env resolved, paths local."""
     pod = objects["Deployment", name]["spec"]["template"]["spec"]
-    container = pod["containers"][0]
+    container = next(c for c in pod["containers"] if container_name in (None, c["name"]))
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
@@ -208,6 +230,13 @@ def _data(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _volume_files(objects: Mapping[tuple[str, str], Any], volume: Mapping[str, Any]) -> dict[str, str]:
+    if "projected" in volume:
+        files: dict[str, str] = {}
+        for source in volume["projected"]["sources"]:
+            secret = source["secret"]  # the platform projects Secrets only
+            as_volume = {"name": volume["name"], "secret": {**secret, "secretName": secret["name"]}}
+            files |= _volume_files(objects, as_volume)
+        return files
     if "configMap" in volume:
         source, data = volume["configMap"], _data(objects["ConfigMap", volume["configMap"]["name"]])
     elif "secret" in volume:

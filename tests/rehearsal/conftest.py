@@ -26,7 +26,7 @@ def rendered() -> Callable[[str], Rendered]:
     if missing := missing_binaries():
         pytest.fail(
             f"the rehearsal needs {', '.join(missing)}; install them with"
-            " `apt-get install nginx-light docker-registry skopeo` (.ci/run does)",
+            " `apt-get install nginx-light docker-registry skopeo prometheus-nginx-exporter` (.ci/run does)",
             pytrace=False,
         )
     cache: dict[str, Rendered] = {}

@@ -108,7 +108,7 @@ class Rig:
     def __init__(self, rendered: Rendered, root: Path) -> None:
         self.root = root
         self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port(),
-                           plain_http=free_port())
+                           plain_http=free_port(), proxy_status=free_port(), proxy_exporter=free_port())
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
@@ -137,6 +137,12 @@ class Rig:
             self._edge_answers,
         )
         self.services = [self.portus, self.registry, self.edge]
+        if site.edge.exporter:
+            self.exporter = Service(
+                "exporter", site.edge.exporter.argv, child_env(site.edge.exporter.env), logs / "exporter.log",
+                lambda: _accepts(self.ports.proxy_exporter),
+            )
+            self.services.append(self.exporter)
 
     # ------------------------------------------------------------------ lifecycle
 
