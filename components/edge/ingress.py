@@ -42,8 +42,8 @@ WEBHOOK_PATH = "/v2/webhooks/events"
 # (client-body-buffer-size, from its ConfigMap) cost a third of the pull and a fifth of the push.
 # 256k each way moves layers as fast as the registry serves them, for about 0.5 MiB per layer in flight;
 # 4 buffers keep nginx's busy-buffers check satisfied (2 x 256k < 3 x 256k), and are never filled while
-# buffering is off. A client body buffer of at least 64k also keeps HTTP/2 uploads that arrived whole
-# in memory (nginx then buffers them: ngx_http_v2_read_request_body).
+# buffering is off. Should an HTTP/2 upload arrive whole before nginx reads it, nginx buffers it after all
+# (ngx_http_v2_read_request_body); a client body buffer above HTTP/2's 64k preread keeps it in memory.
 STREAM_BUFFER = "256k"
 STREAM_BUFFERS = "4"
 # A layer of many gigabytes on a slow link: the upstream may stay silent for minutes.

@@ -21,7 +21,7 @@ MIB = 1 << 20
 
 
 @pytest.fixture(scope="session")
-def rendered() -> Callable[[str], Rendered]:
+def renders() -> Callable[[str], Rendered]:
     """The rehearsal stack for an exposure, rendered once per session."""
     if missing := missing_binaries():
         pytest.fail(
@@ -39,9 +39,15 @@ def rendered() -> Callable[[str], Rendered]:
     return render
 
 
+@pytest.fixture(scope="session")
+def rendered(renders: Callable[[str], Rendered]) -> Rendered:
+    """The rehearsal stack behind the proxy."""
+    return renders("nodePort")
+
+
 @pytest.fixture
-def rig(request: pytest.FixtureRequest, rendered: Callable[[str], Rendered]) -> Iterator[Rig]:
-    with running(rendered(getattr(request, "param", "nodePort"))) as started:
+def rig(request: pytest.FixtureRequest, renders: Callable[[str], Rendered]) -> Iterator[Rig]:
+    with running(renders(getattr(request, "param", "nodePort"))) as started:
         yield started
 
 

@@ -179,8 +179,7 @@ ANNOTATIONS: dict[str, Annotation] = {
     "proxy-connect-timeout": Annotation(_integer, "5"),
     "proxy-read-timeout": Annotation(_integer, "60"),
     "proxy-send-timeout": Annotation(_integer, "60"),
-    # auto_http, grpc, grpcs and fcgi exist too; the stand-in proxies HTTP(S) only.
-    "backend-protocol": Annotation(_one_of("http", "https", fold=True), "HTTP"),
+    "backend-protocol": Annotation(_one_of("auto_http", "http", "https", "grpc", "grpcs", "fcgi", fold=True), "HTTP"),
     "proxy-ssl-secret": Annotation(_matching(NAMESPACED_NAME, "namespace/name"), None),
     "proxy-ssl-verify": Annotation(_one_of("on", "off"), "off", needs_proxy_ssl_secret=True),
     "proxy-ssl-verify-depth": Annotation(_integer, "1", needs_proxy_ssl_secret=True),
@@ -399,6 +398,8 @@ def build_servers(objects: Sequence[Mapping[str, Any]], ingress_class: str, endp
 def _add_ingress(ingress: Mapping[str, Any], servers: dict[str, Server], cluster: _Cluster) -> None:
     name, namespace = _key(ingress), ingress["metadata"].get("namespace", "default")
     annotations = parse_annotations(ingress)
+    if annotations["backend-protocol"] not in ("HTTP", "HTTPS"):
+        raise IngressError(f"Ingress {name}: backend-protocol {annotations['backend-protocol']} is not emulated")
     ca_file = cluster.ca_file(annotations, namespace, name)
     spec = ingress["spec"]
     for rule in spec.get("rules", []):

@@ -20,6 +20,8 @@ REQUIRED_BINARIES = {
     "docker-registry": "docker-registry",
     "skopeo": "skopeo",
     "prometheus-nginx-exporter": "prometheus-nginx-exporter",
+    # An HTTP/2 client (skopeo speaks HTTP/1.1 even where the ingress controller offers HTTP/2).
+    "curl": "curl",
     "unshare": "util-linux",
     "mount": "mount",
 }
