@@ -148,7 +148,7 @@ KEYS: tuple[Key, ...] = (
     Key("publicPort", int_between(1, 65535), None, "integer",
         "Port clients use: 443 by default; for nodePort it is the node port (30000-32767, default 30443)."),
     Key("ingressClassName", optional(dns_label), None, "string",
-        "IngressClass of the Ingress (exposure=ingress only); default nginx."),
+        "IngressClass of the Ingresses (exposure=ingress only); default nginx."),
     Key("ingressControllerNamespace", optional(dns_label), None, "string",
         "Namespace of the ingress controller, allowed through the NetworkPolicy (exposure=ingress only); "
         "default ingress-nginx."),
@@ -196,8 +196,8 @@ KEYS: tuple[Key, ...] = (
         "storageClass (default storageClass)}."),
     Key("metrics", as_object, {}, None,
         "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
-        "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
-        "labels: extra labels for the Prometheus selector}."),
+        "proxy (where it runs) and a PrometheusRule, namespace (default monitoring): where Prometheus runs, "
+        "allowed to scrape, labels: extra labels for the Prometheus selector}."),
 )
 
 

@@ -159,6 +159,27 @@ class PortusPlatform(pulumi.ComponentResource):
             kept=kept,
         ), child)
 
+        metric_targets = [monitoring.REGISTRY, *edge_mode.metric_targets()]
+        if config.metrics.service_monitor:
+            Monitoring("monitoring", MonitoringArgs(
+                namespace=namespace.name,
+                namespace_name=ns,
+                config=config.metrics,
+                targets=metric_targets,
+                portus_deployment=portus.NAME,
+                backup_cronjob=backup.NAME if config.backup.enabled else None,
+                backup_deadline_seconds=backup.BACKUP_DEADLINE_SECONDS,
+            ), child)
+        policies = NetworkPolicies("network", NetworkPoliciesArgs(
+            namespace=namespace.name,
+            flows=[
+                *network.FLOWS,
+                *edge_mode.flows(),
+                *([network.BACKUP_FLOW] if config.backup.enabled else []),
+                *monitoring.scrape_flows(config.metrics, metric_targets),
+            ],
+        ), child)
+
         edge_certificate = EdgeCertificate("edge-certificate", EdgeCertificateArgs(
             namespace=namespace.name,
             certificate=pki.certificates["proxy"],
@@ -179,6 +200,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 config.images.proxy, config.images.proxy_exporter, config.proxy_replicas, config.resources["proxy"],
             ),
             log_level=config.log_level,
+            network_policies=policies,
         ), child)
         if render_to:
             # The provider returns a rendered object as declared: no API server assigned a cluster IP.
@@ -216,27 +238,6 @@ class PortusPlatform(pulumi.ComponentResource):
             admin_username=config.admin_username,
             admin_email=config.admin_email,
             wait_for=[db, reg],
-        ), child)
-
-        metric_targets = [monitoring.REGISTRY, *edge_mode.metric_targets()]
-        if config.metrics.service_monitor:
-            Monitoring("monitoring", MonitoringArgs(
-                namespace=namespace.name,
-                namespace_name=ns,
-                config=config.metrics,
-                targets=metric_targets,
-                portus_deployment=portus.NAME,
-                backup_cronjob=backup.NAME if config.backup.enabled else None,
-                backup_deadline_seconds=backup.BACKUP_DEADLINE_SECONDS,
-            ), child)
-        NetworkPolicies("network", NetworkPoliciesArgs(
-            namespace=namespace.name,
-            flows=[
-                *network.FLOWS,
-                *edge_mode.flows(),
-                *([network.BACKUP_FLOW] if config.backup.enabled else []),
-                *monitoring.scrape_flows(config.metrics, metric_targets),
-            ],
         ), child)
 
         self.portal_url = config.portal_url

@@ -409,3 +409,17 @@ def test_portus_waits_for_its_database_and_registry_but_its_service_does_not(pro
     # nginx resolves the upstream names when it starts: the Services exist from the beginning.
     for service in ("portus-svc", "registry-svc"):
         assert by_name["Service", service].options["dependencies"] == [by_name["Namespace", "namespace"].options["urn"]]
+
+
+def test_ingresses_route_only_once_the_policies_let_the_controller_through(dev: Rendered) -> None:
+    # Upgrading from the proxy, the controller's traffic moves to Portus and the registry: the policies
+    # that open their ports to it must be applied before any Ingress sends it there.
+    opening = {
+        record.options["urn"] for record in dev.resources
+        if record.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+        and record.outputs["metadata"]["name"] in ("allow-portus", "allow-registry")
+    }
+    ingresses = [r for r in dev.resources if r.type == "kubernetes:networking.k8s.io/v1:Ingress"]
+    assert len(opening) == 2 and len(ingresses) == 3
+    for ingress in ingresses:
+        assert opening <= set(ingress.options["dependencies"]), ingress.name

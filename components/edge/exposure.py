@@ -66,6 +66,8 @@ class EdgeParts:
     registry: Backend
     proxy: ProxyWorkload
     log_level: str
+    network_policies: pulumi.Resource
+    """The policies that let the edge's traffic through."""
 
 
 @dataclass
@@ -187,6 +189,9 @@ class IngressEdge:
             registry=parts.registry,
             realm_port=self.port,
             realm_pods=kube.selector_labels(portus.NAME),
+            # An upgrade moves the controller's traffic from the proxy to Portus and the registry: the
+            # policies must let it through before any Ingress sends it there.
+            routes_after=[parts.network_policies],
         ), opts)
         return Realm([parts.realm_host], edge.realm_service, ingress.REALM_SERVICE)
 

@@ -159,9 +159,18 @@ class PublicIngressArgs:
     """The public port: ``host:port`` means Portus inside the cluster as it does outside."""
     realm_pods: dict[str, str]
     """Selector of Portus's web pods."""
+    routes_after: list[pulumi.Resource]
+    """What must be in place before the Ingresses send traffic anywhere."""
 
 
 class PublicIngress(pulumi.ComponentResource):
+    """The Ingresses and the realm's Service.
+
+    pulumi-kubernetes awaits each Ingress until the controller publishes an address in
+    ``status.loadBalancer.ingress``; that its backends' Endpoints exist is only waited for until they
+    settle, then a warning (provider/pkg/await/ingress.go @ v4.32.0). So nothing here waits for Portus or
+    the registry to be ready, and a controller that publishes no status fails ``pulumi up``."""
+
     realm_service: k8s.core.v1.Service
     """The Service Portus's pods resolve ``host`` to."""
 
@@ -169,7 +178,7 @@ class PublicIngress(pulumi.ComponentResource):
         super().__init__("portus:ingress:PublicIngress", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         for route in routes(args.portus, args.registry):
-            self._ingress(route, args, child)
+            self._ingress(route, args, pulumi.ResourceOptions(parent=self, depends_on=args.routes_after))
         self.realm_service = realm_service(args.namespace, args.realm_pods, args.realm_port, child)
         self.register_outputs({"realmService": self.realm_service.metadata.name})
 
