@@ -70,8 +70,9 @@ class PortusPlatform(pulumi.ComponentResource):
 
         pki = Pki("pki", PkiArgs(
             servers={
-                # The proxy is the edge: it answers to the public names outside and, through
-                # hostAliases, inside Portus's pods, and to its Service names for the ingress controller.
+                # The proxy is the edge: it answers to the public names (or addresses) outside and,
+                # through hostAliases, inside Portus's pods, and to its Service names for the ingress
+                # controller.
                 "proxy": [*config.public_hosts, *kube.service_dns_names(proxy.NAME, ns, domain)],
                 "portus": kube.service_dns_names(portus.NAME, ns, domain),
                 "registry": kube.service_dns_names(registry.NAME, ns, domain),
@@ -172,7 +173,10 @@ class PortusPlatform(pulumi.ComponentResource):
             ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
-            flows=[*network.FLOWS, network.edge_flow(config.exposure.ingress_controller_namespace)],
+            flows=[
+                *network.FLOWS, network.edge_flow(config.exposure.ingress_controller_namespace),
+                *network.token_realm_flows(config.host, config.exposure.port),
+            ],
         ), child)
 
         self.portal_url = config.portal_url

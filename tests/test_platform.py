@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from components.validation import ip_address
 from tests.conftest import MINIMAL_CONFIG
 from tests.objects import (
     all_containers,
@@ -29,7 +30,7 @@ from tests.objects import (
 from tests.render import Rendered
 from tests.schema import validate_objects
 
-STACKS = ("dev", "prod", "node_port", "load_balancer")
+STACKS = ("dev", "prod", "node_port", "load_balancer", "ip_host")
 
 
 @pytest.fixture(params=STACKS)
@@ -43,9 +44,12 @@ def service_names(service: str, namespace: str) -> set[str]:
 
 
 def sans(pem: str) -> set[str]:
+    """DNS names and IP addresses (as text) a certificate is valid for."""
     cert = x509.load_pem_x509_certificate(pem.encode())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return set(names.get_values_for_type(x509.DNSName))
+    return set(names.get_values_for_type(x509.DNSName)) | {
+        str(address) for address in names.get_values_for_type(x509.IPAddress)
+    }
 
 
 def namespace_of(rendered: Rendered) -> str:
@@ -195,12 +199,11 @@ def test_public_names_resolve_to_the_proxy_inside_portus_pods(stack: Rendered) -
     )
     public = urlsplit(f"https://{stack.outputs['registryHost']}")
     portal = urlsplit(stack.outputs["portalUrl"])
+    names = [h for h in dict.fromkeys([portal.hostname, public.hostname]) if h and not ip_address(h)]
     for name in ("portus", "portus-background"):
-        aliases = pod_spec(get(stack, "Deployment", name))["hostAliases"]
-        assert aliases == [{
-            "ip": proxy_service.outputs["spec"]["clusterIP"],
-            "hostnames": list(dict.fromkeys([portal.hostname, public.hostname])),
-        }]
+        aliases = pod_spec(get(stack, "Deployment", name)).get("hostAliases", [])
+        # An IP address needs no alias: it is reached as clients reach it.
+        assert aliases == ([{"ip": proxy_service.outputs["spec"]["clusterIP"], "hostnames": names}] if names else [])
     # The Service answers on the public port, so host:port means the same inside and outside.
     assert get(stack, "Service", "proxy")["spec"]["ports"][0]["port"] == (public.port or 443)
 
@@ -212,6 +215,26 @@ def test_node_port_exposure_uses_the_same_port_inside_and_outside(node_port: Ren
     assert node_port.outputs["registryHost"] == "portus.example.com:31443"
     assert registry_config(node_port)["auth"]["token"]["realm"] == "https://portus.example.com:31443/v2/token"
     assert node_port.objects_of("Ingress") == []
+
+
+def test_an_ip_address_is_the_public_host_of_a_cluster_without_dns(ip_host: Rendered) -> None:
+    assert ip_host.outputs["registryHost"] == "192.168.1.10:30443"
+    assert ip_host.outputs["portalUrl"] == "https://192.168.1.10:30443"
+    token = registry_config(ip_host)["auth"]["token"]
+    assert (token["realm"], token["service"], token["issuer"]) == (
+        "https://192.168.1.10:30443/v2/token", "192.168.1.10:30443", "192.168.1.10",
+    )
+    edge = x509.load_pem_x509_certificate(secret_data(get(ip_host, "Secret", "proxy-tls"))["tls.crt"].encode())
+    alt_names = edge.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # Clients check an address against IP SANs only: as a DNS name it would not count.
+    assert [str(a) for a in alt_names.get_values_for_type(x509.IPAddress)] == ["192.168.1.10"]
+    assert "192.168.1.10" not in alt_names.get_values_for_type(x509.DNSName)
+    assert "hostAliases" not in pod_spec(get(ip_host, "Deployment", "portus"))
+    # Portus follows the realm to the node address: its egress allows exactly that address and port.
+    realm = {"to": [{"ipBlock": {"cidr": "192.168.1.10/32"}}], "ports": [{"protocol": "TCP", "port": 30443}]}
+    for workload in ("portus", "background"):
+        assert realm in get(ip_host, "NetworkPolicy", f"allow-{workload}")["spec"]["egress"], workload
+    assert ip_host.outputs["caInstallPaths"]["docker"] == "/etc/docker/certs.d/192.168.1.10:30443/ca.crt"
 
 
 def test_load_balancer_exposure(load_balancer: Rendered) -> None:

@@ -29,6 +29,7 @@ from components.portus.runtime import (
     trust_bundle_init,
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, SLOW_START, RegistryRecord
+from components.validation import ip_address
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -62,7 +63,8 @@ class PortusArgs:
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
     public_hosts: list[str]
     proxy_cluster_ip: pulumi.Input[str]
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too."""
+    """The public DNS names resolve to the proxy inside Portus's pods, so the token realm works there too
+    (a public IP address is reached as clients reach it)."""
     log_level: str
     signup_enabled: bool
     database: DatabaseConnection
@@ -195,6 +197,8 @@ class Portus(pulumi.ComponentResource):
             kube.secret_env("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
             kube.secret_env("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
         ]
+        # Public DNS names resolve to the proxy inside the pod; an IP address is used as it is.
+        aliased = [host for host in args.public_hosts if not ip_address(host)]
         return PortusRuntime(
             image=args.image,
             account=kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT,
@@ -219,7 +223,7 @@ class Portus(pulumi.ComponentResource):
                 kube.empty_dir("tmp", "256Mi"),
             ],
             init_containers=[trust_bundle_init(args.image)],
-            host_aliases=[k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)],
+            host_aliases=[k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=aliased)] if aliased else [],
         )
 
     @staticmethod
