@@ -98,12 +98,14 @@ class RunAs:
         )
 
 
-def restricted_container_security() -> k8s.core.v1.SecurityContextArgs:
-    """Pod Security Standard ``restricted`` plus a read-only root filesystem."""
+def restricted_container_security(run_as_user: int | None = None) -> k8s.core.v1.SecurityContextArgs:
+    """Pod Security Standard ``restricted`` plus a read-only root filesystem; ``run_as_user`` overrides
+    the pod's user for this container."""
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
         run_as_non_root=True,
+        run_as_user=run_as_user,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
@@ -270,9 +272,10 @@ def deployment(resource_name: str, name: str, namespace: pulumi.Input[str], comp
     )
 
 
-def init_container(name: str, image: str, command: Sequence[str],
+def init_container(name: str, image: str, command: Sequence[pulumi.Input[str]],
                    volume_mounts: Sequence[k8s.core.v1.VolumeMountArgs],
-                   env: Sequence[k8s.core.v1.EnvVarArgs] | None = None) -> k8s.core.v1.ContainerArgs:
+                   env: Sequence[k8s.core.v1.EnvVarArgs] | None = None,
+                   run_as_user: int | None = None) -> k8s.core.v1.ContainerArgs:
     """A restricted init container that prepares a file or two for the main container."""
     return k8s.core.v1.ContainerArgs(
         name=name,
@@ -281,5 +284,31 @@ def init_container(name: str, image: str, command: Sequence[str],
         env=list(env) if env else None,
         volume_mounts=list(volume_mounts),
         resources=resources(INIT_RESOURCES),
-        security_context=restricted_container_security(),
+        security_context=restricted_container_security(run_as_user),
+    )
+
+
+def ownership_handover(image: str, data: k8s.core.v1.VolumeMountArgs, previous: RunAs,
+                       current: RunAs) -> k8s.core.v1.ContainerArgs:
+    """An init container that lets ``current`` write the files an earlier release wrote on a kept volume
+    (mounted as ``data``) as ``previous``: the workload's UID changed, its data did not.
+
+    Kubernetes re-applies ``fsGroup`` only on volumes whose driver supports it (and with
+    ``fsGroupChangePolicy: OnRootMismatch`` only when the volume's root has another group). On hostPath,
+    local or NFS volumes the old files keep their owner, group and modes (MariaDB's directories are 0700,
+    the registry's 0755), and the new UID could not write them. Without root only a file's owner may hand
+    it over, so this runs as ``previous.user`` (with the pod's groups, ``current.group`` among them) and
+    gives each of its files to ``current.group`` with group read and write (and search, for directories).
+    Files it does not own are left alone, and a volume with nothing left to change costs one walk.
+    """
+    group = str(current.group)
+    needs_change = ["(", "!", "-group", group, "-o", "!", "-perm", "-060",
+                    "-o", "-type", "d", "!", "-perm", "-010", ")"]
+    return init_container(
+        "file-ownership",
+        image,
+        ["find", data.mount_path, "-user", str(previous.user), "!", "-type", "l", *needs_change,
+         "-exec", "chgrp", group, "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+"],
+        [data],
+        run_as_user=previous.user,
     )

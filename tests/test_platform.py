@@ -303,7 +303,9 @@ def test_database_uses_utf8_and_a_dedicated_user(stack: Rendered) -> None:
     database_env, portus_env = env(mariadb), env(container(get(stack, "Deployment", "portus")))
     assert portus_env["PORTUS_DB_USERNAME"] == database_env["MARIADB_USER"] != "root"
     assert portus_env["PORTUS_DB_DATABASE"] == database_env["MARIADB_DATABASE"]
-    assert portus_env["PORTUS_DB_PASSWORD"] == database_env["MARIADB_PASSWORD"]
+    _, secret, key = portus_env["PORTUS_DB_PASSWORD"]
+    statefulset = get(stack, "StatefulSet", "mariadb")
+    assert database_env["MARIADB_PASSWORD_FILE"] == f"{mount_of(statefulset, mariadb, 'Secret', secret)}/{key}"
     assert portus_env["PORTUS_DB_HOST"] == f"mariadb.{namespace_of(stack)}.svc.cluster.local"
 
 
@@ -347,10 +349,11 @@ def test_database_reapplies_the_generated_password_to_a_kept_volume(stack: Rende
     init = next(c for c in pod_spec(statefulset)["initContainers"] if c["name"] == "credentials")
     mariadb = container(statefulset)
     init_file = next(a.split("=", 1)[1] for a in mariadb["args"] if a.startswith("--init-file="))
-    assert f"ALTER USER IF EXISTS '{env(mariadb)['MARIADB_USER']}'@'%' IDENTIFIED BY '$MARIADB_PASSWORD'" in (
-        init["command"][-1]
-    )
-    assert init["command"][-1].endswith(f"> {init_file}")
-    assert env(init)["MARIADB_PASSWORD"] == env(mariadb)["MARIADB_PASSWORD"]
+    script = init["command"][-1]
+    assert f"password=$(cat {env(mariadb)['MARIADB_PASSWORD_FILE']});" in script
+    assert f"ALTER USER IF EXISTS '{env(mariadb)['MARIADB_USER']}'@'%' IDENTIFIED BY '$password'" in script
+    assert script.startswith("set -e;") and script.endswith(f"> {init_file}")
+    credentials = next(m for m in mariadb["volumeMounts"] if m["name"] == "credentials")
+    assert credentials in init["volumeMounts"]
     volume = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "init")
     assert volume["emptyDir"]["medium"] == "Memory"
