@@ -299,15 +299,20 @@ def ownership_handover(image: str, data: k8s.core.v1.VolumeMountArgs, previous: 
     the registry's 0755), and the new UID could not write them. Without root only a file's owner may hand
     it over, so this runs as ``previous.user`` (with the pod's groups, ``current.group`` among them) and
     gives each of its files to ``current.group`` with group read and write (and search, for directories).
-    Files it does not own are left alone, and a volume with nothing left to change costs one walk.
+    Files it does not own are left alone, and it does not descend into directories of other owners (the
+    new UID's 0700 directories, ``lost+found``), which it could not read. A volume with nothing left to
+    change costs one walk of the previous user's files.
     """
-    group = str(current.group)
+    root, user, group = data.mount_path, str(previous.user), str(current.group)
+    others_directory = ["(", "-type", "d", "!", "-user", user, "!", "-path", root, ")"]
     needs_change = ["(", "!", "-group", group, "-o", "!", "-perm", "-060",
                     "-o", "-type", "d", "!", "-perm", "-010", ")"]
     return init_container(
         "file-ownership",
         image,
-        ["find", data.mount_path, "-user", str(previous.user), "!", "-type", "l", *needs_change,
+        # GNU find (MariaDB's Ubuntu image) and BusyBox find (the registry's Alpine image) both run this;
+        # BusyBox ignores `-exec ... +` inside parentheses, so the actions stay at the top level.
+        ["find", root, *others_directory, "-prune", "-o", "-user", user, "!", "-type", "l", *needs_change,
          "-exec", "chgrp", group, "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+"],
         [data],
         run_as_user=previous.user,

@@ -305,7 +305,8 @@ def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(sta
         (init,) = handover
         data = init["volumeMounts"][0]["mountPath"]
         assert init["command"] == [
-            "find", data, "-user", str(previous), "!", "-type", "l",
+            "find", data, "(", "-type", "d", "!", "-user", str(previous), "!", "-path", data, ")", "-prune", "-o",
+            "-user", str(previous), "!", "-type", "l",
             "(", "!", "-group", str(uid), "-o", "!", "-perm", "-060", "-o", "-type", "d", "!", "-perm", "-010", ")",
             "-exec", "chgrp", str(uid), "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+",
         ]
