@@ -165,8 +165,11 @@ def one_of(*allowed: str) -> Callable[[Any], str]:
 
 def int_between(low: int, high: int) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
-        value = as_int(raw)
-        if not low <= value <= high:
+        try:
+            value: int | None = as_int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
             raise ValueError(f"an integer from {low} to {high}")
         return value
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.config import KEYS
 from tests.conftest import REPO_ROOT
@@ -42,6 +43,17 @@ def test_readme_documents_every_config_key() -> None:
     for key in KEYS:
         assert f"`{key.name}`" in readme, key.name
     assert "python -m pytest" in readme
+
+
+def test_readme_ci_and_the_workflow_run_the_same_test_command() -> None:
+    test_sh = (REPO_ROOT / "test.sh").read_text()
+    for step in (".ci/venv/bin/ruff check .", ".ci/venv/bin/mypy .", '.ci/venv/bin/python -m pytest "$@"'):
+        assert f"\n{step}\n" in test_sh, step
+    assert "\n./test.sh " in (REPO_ROOT / "README.md").read_text()
+    assert "\nexec ./test.sh\n" in (REPO_ROOT / ".ci" / "run").read_text()
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "pull-request.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
+    assert [run for run in runs if run] == ['sudo PYTHON="$(command -v python)" ./test.sh']
 
 
 def _render_cli(stack_file: Path | str, out_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -126,8 +126,8 @@ def test_pulumi_yaml_declares_every_key_with_its_default_and_no_type() -> None:
 
 # (key, value as written in a stack file, the whole line the program prints)
 TYPE_ERRORS = [
-    ("publicPort", "abc", "config error: portus:publicPort = 'abc': an integer"),
-    ("publicPort", 8443.5, "config error: portus:publicPort = '8443.5': an integer"),
+    ("publicPort", "abc", "config error: portus:publicPort = 'abc': an integer from 1 to 65535"),
+    ("publicPort", 8443.5, "config error: portus:publicPort = '8443.5': an integer from 1 to 65535"),
     ("keepDataOnDestroy", "maybe", "config error: portus:keepDataOnDestroy = 'maybe': true or false"),
 ]
 
