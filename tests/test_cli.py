@@ -131,7 +131,7 @@ GENERATED_LINE = re.compile(
     r"""^[<>] (
         \s*[A-Za-z0-9+/]{1,64}={0,2}                                  # a line of a PEM block
       | \s*checksum/\w+:\ [0-9a-f]{64}                                # a pod template checksum
-      | \s*[\w.-]+:\ [0-9a-fA-Z]*[0-9a-z][0-9a-zA-Z]{23,}              # a generated password or key base
+      | \s*[\w.-]+:\ [0-9A-Za-z]{24,}                                  # a generated password or key base
       | \s*"(adminPassword|caCertificate)":\ ".*",?                    # outputs.json
     )$""",
     re.VERBOSE,
