@@ -33,6 +33,9 @@ class ResourceSpec:
 PART_OF = "portus"
 # Init containers that copy or write a file or two.
 INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
+# The ownership handover walks a whole volume (an image store may hold millions of files): a full core
+# when one is free, so pods do not wait long; it requests no more than the others.
+WALK_RESOURCES = ResourceSpec("10m", "16Mi", "1", "64Mi")
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,7 @@ def deployment(resource_name: str, name: str, namespace: pulumi.Input[str], comp
 def init_container(name: str, image: str, command: Sequence[pulumi.Input[str]],
                    volume_mounts: Sequence[k8s.core.v1.VolumeMountArgs],
                    env: Sequence[k8s.core.v1.EnvVarArgs] | None = None,
-                   run_as_user: int | None = None) -> k8s.core.v1.ContainerArgs:
+                   run_as_user: int | None = None, spec: ResourceSpec = INIT_RESOURCES) -> k8s.core.v1.ContainerArgs:
     """A restricted init container that prepares a file or two for the main container."""
     return k8s.core.v1.ContainerArgs(
         name=name,
@@ -283,7 +286,7 @@ def init_container(name: str, image: str, command: Sequence[pulumi.Input[str]],
         command=list(command),
         env=list(env) if env else None,
         volume_mounts=list(volume_mounts),
-        resources=resources(INIT_RESOURCES),
+        resources=resources(spec),
         security_context=restricted_container_security(run_as_user),
     )
 
@@ -300,8 +303,8 @@ def ownership_handover(image: str, data: k8s.core.v1.VolumeMountArgs, previous: 
     it over, so this runs as ``previous.user`` (with the pod's groups, ``current.group`` among them) and
     gives each of its files to ``current.group`` with group read and write (and search, for directories).
     Files it does not own are left alone, and it does not descend into directories of other owners (the
-    new UID's 0700 directories, ``lost+found``), which it could not read. A volume with nothing left to
-    change costs one walk of the previous user's files.
+    new UID's 0700 directories, ``lost+found``), which it could not read. Once nothing is left to change,
+    each start costs one walk over the previous user's files (they keep their owner).
     """
     root, user, group = data.mount_path, str(previous.user), str(current.group)
     others_directory = ["(", "-type", "d", "!", "-user", user, "!", "-path", root, ")"]
@@ -316,4 +319,5 @@ def ownership_handover(image: str, data: k8s.core.v1.VolumeMountArgs, previous: 
          "-exec", "chgrp", group, "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+"],
         [data],
         run_as_user=previous.user,
+        spec=WALK_RESOURCES,
     )
