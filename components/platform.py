@@ -109,8 +109,9 @@ class PortusPlatform(pulumi.ComponentResource):
 
         pki = Pki("pki", PkiArgs(
             servers={
-                # The proxy is the edge: it answers to the public names outside and, through
-                # hostAliases, inside Portus's pods, and to its Service names for the ingress controller.
+                # The proxy is the edge: it answers to the public names (or addresses) outside and,
+                # through hostAliases, inside Portus's pods, and to its Service names for the ingress
+                # controller.
                 "proxy": [*config.public_hosts, *kube.service_dns_names(proxy.NAME, ns, domain)],
                 "portus": kube.service_dns_names(portus.NAME, ns, domain),
                 "registry": kube.service_dns_names(registry.NAME, ns, domain),
@@ -239,6 +240,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 network.edge_flow(config.exposure.ingress_controller_namespace),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics),
+                *network.token_realm_flows(config.host, config.exposure.port),
             ],
         ), child)
 

@@ -52,3 +52,9 @@ def node_port(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
 @pytest.fixture(scope="session")
 def load_balancer(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
     return render({**MINIMAL_CONFIG, "exposure": "loadBalancer", "registryHost": "registry.example.com"})
+
+
+@pytest.fixture(scope="session")
+def ip_host(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    """A cluster without DNS: clients reach the registry by a node's IP address."""
+    return render({**MINIMAL_CONFIG, "host": "192.168.1.10", "exposure": "nodePort"})
