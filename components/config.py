@@ -17,6 +17,7 @@ import pulumi.runtime.config
 
 from components.edge.exposure import Exposure
 from components.kube import ResourceSpec
+from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
 from components.registry.storage import FilesystemStorage, StorageBackend
 from components.validation import (
     PROJECT,
@@ -89,6 +90,7 @@ class PlatformConfig:
     log_level: str
     signup_enabled: bool
     cluster_domain: str
+    portus_settings: PortusSettings
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -166,6 +168,20 @@ KEYS: tuple[Key, ...] = (
         "Log level of Portus, the registry and the proxy."),
     Key("signupEnabled", as_bool, False, "boolean", "Let anyone create a Portus account from the sign-in page."),
     Key("clusterDomain", host_name, "cluster.local", "string", "DNS domain of the cluster's Services."),
+    Key("ldap", as_object, None, None,
+        "Sign in against an LDAP directory (Portus's ldap section): {hostname, port, encryption: {method, ca},"
+        " base, filter, uid, authentication: {bindDn, password}, guessEmail: {enabled, attr}, cidrs}."),
+    Key("oidc", as_object, None, None,
+        "Sign-in providers and local login (Portus's oauth section): {localLogin, openId, googleOauth2, github,"
+        " gitlab, bitbucket}; Portus 2.4.3's openId is OpenID 2.0, it has no OpenID Connect."),
+    Key("email", as_object, None, None,
+        "Portus's mail (its email section): {from, name, replyTo, smtp: {address, port, domain, sslTls,"
+        " enableStarttlsAuto, opensslVerifyMode, ca, userName, password, authentication, cidrs}}."),
+    Key("tagRetention", as_object, None, None,
+        "Delete old tags in the background (Portus's delete.garbage_collector): {enabled, olderThan (days), tag}."),
+    Key("permissions", as_object, None, None,
+        "What users who are not administrators may do (Portus's user_permission): {changeVisibility, createTeam,"
+        " manageTeam, createNamespace, manageNamespace, createWebhook, manageWebhook, pushImages}."),
 )
 
 
@@ -260,7 +276,24 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         log_level=values["logLevel"],
         signup_enabled=values["signupEnabled"],
         cluster_domain=values["clusterDomain"],
+        portus_settings=_parse_portus_settings(values),
     )
+
+
+def _parse_portus_settings(values: dict[str, Any]) -> PortusSettings:
+    """Each setting from its own key; a key that is not set (or ``enabled: false``) contributes nothing."""
+    ldap = Ldap.parse("ldap", values["ldap"]) if values["ldap"] is not None else None
+    if ldap and values["signupEnabled"]:
+        raise ConfigError("signupEnabled", True, "has no effect with LDAP (Portus creates accounts at the first"
+                                                  " LDAP sign-in); remove it or set it to false")
+    parts = (
+        ldap,
+        OAuth.parse("oidc", values["oidc"], ldap_enabled=ldap is not None) if values["oidc"] is not None else None,
+        Email.parse("email", values["email"], helo_domain=values["host"]) if values["email"] is not None else None,
+        TagRetention.parse("tagRetention", values["tagRetention"]) if values["tagRetention"] is not None else None,
+        Permissions.parse("permissions", values["permissions"]) if values["permissions"] is not None else None,
+    )
+    return PortusSettings(tuple(part for part in parts if part is not None))
 
 
 def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, Any]) -> ExposureConfig:

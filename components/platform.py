@@ -155,6 +155,7 @@ class PortusPlatform(pulumi.ComponentResource):
             ),
             admin_username=config.admin_username,
             admin_email=config.admin_email,
+            settings=config.portus_settings,
             wait_for=[db, reg],
         ), child)
 
@@ -172,7 +173,11 @@ class PortusPlatform(pulumi.ComponentResource):
             ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
-            flows=[*network.FLOWS, network.edge_flow(config.exposure.ingress_controller_namespace)],
+            flows=[
+                *network.FLOWS,
+                network.edge_flow(config.exposure.ingress_controller_namespace),
+                *config.portus_settings.flows(),
+            ],
         ), child)
 
         self.portal_url = config.portal_url

@@ -29,7 +29,7 @@ from tests.objects import (
 from tests.render import Rendered
 from tests.schema import validate_objects
 
-STACKS = ("dev", "prod", "node_port", "load_balancer")
+STACKS = ("dev", "prod", "node_port", "load_balancer", "integrations")
 
 
 @pytest.fixture(params=STACKS)

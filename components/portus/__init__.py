@@ -12,6 +12,7 @@ the environment ``/init`` would have set, and the migration Job runs the idempot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -24,11 +25,17 @@ from components.portus import tasks
 from components.portus.runtime import (
     APP_DIR,
     CA_BUNDLE_DIR,
+    CA_BUNDLE_FILE,
     TOKEN_KEY_FILE,
     PortusRuntime,
+    PortusSecret,
     trust_bundle_init,
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, SLOW_START, RegistryRecord
+
+if TYPE_CHECKING:
+    # Only for the annotation: the settings module imports the network flows, which import this package.
+    from components.portus.settings import PortusSettings, SettingsAttachment
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -72,6 +79,8 @@ class PortusArgs:
     registry: RegistryRecord
     admin_username: str
     admin_email: str
+    settings: PortusSettings
+    """LDAP, sign-in providers, e-mail, tag retention and permissions: env, credentials and extra trust."""
     wait_for: list[pulumi.Resource] = field(default_factory=list)
     """What must be ready before the database migration, and so before any Portus pod, starts. The
     Service is not held back: the proxy resolves its name when it starts."""
@@ -112,7 +121,8 @@ class Portus(pulumi.ComponentResource):
             [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
             child,
         )
-        runtime = self._runtime(name, args, secrets.metadata.name)
+        settings = args.settings.attach(name, NAME, args.namespace, COMPONENT, self)
+        runtime = self._runtime(name, args, secrets.metadata.name, settings)
 
         def task(job: tasks.TaskJob) -> k8s.batch.v1.Job:
             return tasks.task_job(name, NAME, args.namespace, runtime, args.background_resources, job, self)
@@ -124,6 +134,8 @@ class Portus(pulumi.ComponentResource):
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
         }
+        if settings.secrets or settings.trust_config_map:
+            pod_annotations["checksum/settings"] = settings.checksum
         web = kube.deployment(
             name, NAME, args.namespace, COMPONENT, version, args.replicas,
             runtime.pod_spec(
@@ -143,7 +155,7 @@ class Portus(pulumi.ComponentResource):
             f"{name}-background", BACKGROUND_NAME, args.namespace, "background", version, 1,
             runtime.pod_spec([runtime.container(
                 "background", ["portusctl", "exec", "rails", "r", f"{APP_DIR}/bin/background.rb"],
-                args.background_resources, kube.env({"PORTUS_BACKGROUND": "true"}),
+                args.background_resources,
             )]),
             pod_annotations,
             pulumi.ResourceOptions(parent=self, depends_on=[migration]),
@@ -165,7 +177,8 @@ class Portus(pulumi.ComponentResource):
         ))
         self.register_outputs({"serviceName": self.service.metadata.name})
 
-    def _runtime(self, name: str, args: PortusArgs, secrets: pulumi.Input[str]) -> PortusRuntime:
+    def _runtime(self, name: str, args: PortusArgs, secrets: pulumi.Input[str],
+                 settings: SettingsAttachment) -> PortusRuntime:
         env = [
             *kube.env({
                 # What /init exports before it starts anything.
@@ -189,12 +202,13 @@ class Portus(pulumi.ComponentResource):
                 "PORTUS_DELETE_ENABLED": "true",
                 "PORTUS_CHECK_SSL_USAGE_ENABLED": "true",
                 # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
-                "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
+                "SSL_CERT_FILE": CA_BUNDLE_FILE,
             }),
-            kube.secret_env("PORTUS_DB_PASSWORD", args.database.credentials_secret, PASSWORD_KEY),
-            kube.secret_env("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
-            kube.secret_env("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
+            *settings.env,
         ]
+        extra_trust = (
+            [kube.config_map_volume("extra-trust", settings.trust_config_map)] if settings.trust_config_map else []
+        )
         return PortusRuntime(
             image=args.image,
             account=kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT,
@@ -213,13 +227,20 @@ class Portus(pulumi.ComponentResource):
                     "secrets", secrets, [k8s.core.v1.KeyToPathArgs(key="token.key", path="token.key")]
                 ),
                 kube.config_map_volume("trust", args.trust_bundle),
+                *extra_trust,
                 kube.empty_dir("ca-bundle", "8Mi"),
                 kube.empty_dir("app-tmp", "512Mi"),
                 kube.empty_dir("app-log", "256Mi"),
                 kube.empty_dir("tmp", "256Mi"),
             ],
-            init_containers=[trust_bundle_init(args.image)],
+            init_containers=[trust_bundle_init(args.image, extra_trust=bool(extra_trust))],
             host_aliases=[k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)],
+            secrets=[
+                PortusSecret("PORTUS_DB_PASSWORD", args.database.credentials_secret, PASSWORD_KEY),
+                PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
+                PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
+                *settings.secrets,
+            ],
         )
 
     @staticmethod
