@@ -274,6 +274,24 @@ def test_a_bad_credential_is_reported_without_showing_it(password: object) -> No
     assert str(password) not in str(error.value)
 
 
+KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+_LDAP = {"hostname": "ldap.corp.example", "base": "dc=corp,dc=example"}
+
+
+@pytest.mark.parametrize(("config", "hidden"), [
+    ({"ldap": {**_LDAP, "authentication": {"bindDn": "cn=portus,dc=corp,dc=example", "pasword": "typo-s3cret"}}},
+     "typo-s3cret"),
+    ({"oidc": {"clientSecret": "top-level-s3cret"}}, "top-level-s3cret"),
+    ({"ldap": {**_LDAP, "encryption": {"ca": KEY_PEM}}}, "MIGHAgEAMBMG"),
+    ({"email": {"from": "registry@corp.example", "smtp": {"address": "smtp.corp.example", "ca": KEY_PEM}}},
+     "MIGHAgEAMBMG"),
+], ids=["misspelled password field", "OpenID Connect client secret", "LDAP CA that is a key", "relay CA that is a key"])
+def test_an_error_never_shows_what_may_be_a_credential(config: dict[str, object], hidden: str) -> None:
+    with pytest.raises(Exception, match=r"\[secret\]") as error:
+        parse_config({**MINIMAL_CONFIG, **config})
+    assert hidden not in str(error.value)
+
+
 def test_openid_connect_fields_are_refused_with_the_reason() -> None:
     with pytest.raises(Exception) as error:
         parse_config({**MINIMAL_CONFIG, "oidc": {"issuer": "https://sso.corp.example", "identifier": "portus"}})

@@ -26,6 +26,7 @@ from components.portus.runtime import (
     APP_DIR,
     CA_BUNDLE_DIR,
     CA_BUNDLE_FILE,
+    EXTRA_TRUST_VOLUME,
     TOKEN_KEY_FILE,
     PortusRuntime,
     PortusSecret,
@@ -201,13 +202,14 @@ class Portus(pulumi.ComponentResource):
                 "PORTUS_ANONYMOUS_BROWSING_ENABLED": "false",
                 "PORTUS_DELETE_ENABLED": "true",
                 "PORTUS_CHECK_SSL_USAGE_ENABLED": "true",
-                # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
+                # Ruby's OpenSSL reads this bundle: the system roots, the platform CA and the settings' CAs.
                 "SSL_CERT_FILE": CA_BUNDLE_FILE,
             }),
             *settings.env,
         ]
         extra_trust = (
-            [kube.config_map_volume("extra-trust", settings.trust_config_map)] if settings.trust_config_map else []
+            [kube.config_map_volume(EXTRA_TRUST_VOLUME, settings.trust_config_map)] if settings.trust_config_map
+            else []
         )
         return PortusRuntime(
             image=args.image,

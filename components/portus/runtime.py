@@ -17,8 +17,10 @@ TOKEN_KEY_FILE = "/etc/portus/token/token.key"
 TRUST_DIR = "/etc/portus/trust"
 CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
 CA_BUNDLE_FILE = f"{CA_BUNDLE_DIR}/ca-bundle.pem"
-# CAs that only Portus trusts (its directory's, its mail relay's), added to its bundle: ``*.crt`` files.
+# CAs that only Portus trusts (its directory's, its mail relay's), added to its bundle: the ``*.crt``
+# files of the volume EXTRA_TRUST_VOLUME.
 EXTRA_TRUST_DIR = "/etc/portus/trust-extra"
+EXTRA_TRUST_VOLUME = "extra-trust"
 # openSUSE's bundle of the system's trusted roots.
 SYSTEM_ROOTS = "/var/lib/ca-certificates/ca-bundle.pem"
 # The openSUSE image's `wwwrun` user and `www` group, which own Portus's writable directories.
@@ -80,13 +82,15 @@ class PortusRuntime:
 
 def trust_bundle_init(image: str, extra_trust: bool = False) -> k8s.core.v1.ContainerArgs:
     """The system roots plus the platform CA (and, with ``extra_trust``, the ``*.crt`` files of the
-    ``extra-trust`` volume), assembled without root (update-ca-certificates needs it).
+    EXTRA_TRUST_VOLUME volume), assembled without root (update-ca-certificates needs it).
 
     Without the system roots only outside services would fail, so that is a warning."""
     extra = f" {EXTRA_TRUST_DIR}/*.crt" if extra_trust else ""
     mounts = [k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True)]
     if extra_trust:
-        mounts.append(k8s.core.v1.VolumeMountArgs(name="extra-trust", mount_path=EXTRA_TRUST_DIR, read_only=True))
+        mounts.append(
+            k8s.core.v1.VolumeMountArgs(name=EXTRA_TRUST_VOLUME, mount_path=EXTRA_TRUST_DIR, read_only=True)
+        )
     return kube.init_container(
         "ca-bundle",
         image,

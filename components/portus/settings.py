@@ -19,7 +19,7 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -42,6 +42,7 @@ from components.validation import (
     int_between,
     one_of,
 )
+from components.validation import port as port_number
 
 SOURCE = "portus"
 """The pods that open the connections these settings need: Portus's web pods (sign-in and mail)."""
@@ -52,8 +53,6 @@ _RUBY_INTEGER = re.compile(
     r"[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0[bB][01]+(?:_[01]+)*"
     r"|0[dD][0-9]+(?:_[0-9]+)*|0[oO][0-7]+(?:_[0-7]+)*|0(?:_?[0-7]+)*|[1-9][0-9]*(?:_[0-9]+)*)[ \t\n\v\f\r]*"
 )
-
-
 _RUBY_BASES = {"0x": 16, "0b": 2, "0o": 8, "0d": 10}
 
 
@@ -117,10 +116,6 @@ def host(raw: Any) -> str:
         return host_name(value)
     except ValueError:
         raise ValueError("a DNS host name or an IP address, without scheme or port") from None
-
-
-def port_number(raw: Any) -> int:
-    return int_between(1, 65535)(raw)
 
 
 def ldap_filter(raw: Any) -> str:
@@ -209,15 +204,28 @@ class ExistingSecret:
 Credential = SecretText | ExistingSecret
 
 
-def _object(key: str, raw: Any, fields: Iterable[str], unsupported: Mapping[str, str] | None = None) -> ObjectValue:
-    """The object at ``key``; a field Portus 2.4.3 cannot honour is an error that says why."""
+_CREDENTIAL_WORDS = re.compile(r"secret|pas|pwd|token|key", re.IGNORECASE)
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A field's value as an error may show it: not at all when its name says it may be a credential."""
+    return "[secret]" if _CREDENTIAL_WORDS.search(name) else value
+
+
+def _object(key: str, raw: Any, fields: Sequence[str], unsupported: Mapping[str, str] | None = None) -> ObjectValue:
+    """The object at ``key``; a field Portus 2.4.3 cannot honour is an error that says why. The value of an
+    unknown or refused field is not shown when its name suggests a credential (``pasword``, ``clientSecret``)."""
     try:
         values = as_object(raw)
     except ValueError as allowed:
-        raise ConfigError(key, raw, str(allowed)) from None
+        raise ConfigError(key, _shown(key, raw), str(allowed)) from None
     for name, why in (unsupported or {}).items():
         if name in values:
-            raise ConfigError(f"{key}.{name}", values[name], why)
+            raise ConfigError(f"{key}.{name}", _shown(name, values[name]), why)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", _shown(unknown[0], values[unknown[0]]),
+                          "unknown field; known fields are " + ", ".join(fields))
     return ObjectValue(key, values, fields)
 
 
@@ -325,7 +333,8 @@ class Ldap(_Plain):
         ca_pem = None
         if encryption:
             method = LDAP_ENCRYPTION[encryption.get("method", one_of(*LDAP_ENCRYPTION), "starttls")]
-            ca_pem = encryption.get("ca", pem_certificates, None)
+            # Not shown in errors: a private key pasted by mistake must not reach a log.
+            ca_pem = encryption.get("ca", pem_certificates, None, secret=True)
             if ca_pem and not method:
                 raise encryption.error("ca", "only used with method starttls or simple_tls", secret=True)
         authentication = _section(obj, "authentication", ("enabled", "bindDn", "password"))
@@ -409,6 +418,32 @@ class OAuthProvider:
     url_field: str | None = None
     """The field whose URL names the server Portus calls; otherwise the provider's public HTTPS API."""
 
+    def config_fields(self) -> tuple[str, ...]:
+        """The fields of its object; ``options.hd`` is ``hd`` in an ``options`` object, as in Portus."""
+        top = tuple(name for name in self.fields if "." not in name)
+        credentials = tuple(pair[0] for pair in (self.client_id, self.client_secret) if pair)
+        options = ("options",) if len(top) < len(self.fields) else ()
+        return ("enabled", *credentials, *top, *options, "cidrs")
+
+    def read(self, obj: ObjectValue) -> dict[str, str]:
+        """The fields that are set (by config name, parsed), checked against the provider's rules."""
+        options = _section(obj, "options", [name.split(".", 1)[1] for name in self.fields if "." in name])
+        given: dict[str, str] = {}
+        for name, (_, parse) in self.fields.items():
+            holder, field_name = (options, name.split(".", 1)[1]) if "." in name else (obj, name)
+            if holder is not None and holder.has(field_name):
+                given[name] = holder.get(field_name, parse, "")
+        for name in self.required:
+            if name not in given:
+                raise obj.error(name, f"required for {self.name}")
+        for name, needed in self.requires.items():
+            if name in given and needed not in given:
+                raise obj.error(needed, f"required with {name}")
+        if self.restrictions and not set(self.restrictions) & set(given):
+            raise obj.error(self.restrictions[0], f"set at least one of {', '.join(self.restrictions)}: otherwise"
+                            f" every {self.name} account may sign up to Portus")
+        return given
+
 
 PROVIDERS = (
     OAuthProvider(
@@ -458,28 +493,11 @@ class SignInProvider:
 
     @classmethod
     def parse(cls, spec: OAuthProvider, parent: ObjectValue) -> SignInProvider | None:
-        top = [name for name in spec.fields if "." not in name]
-        names = [pair[0] for pair in (spec.client_id, spec.client_secret) if pair]
-        obj = _object(f"{parent.key}.{spec.name}", parent.raw[spec.name],
-                      ("enabled", *names, *top, *(["options"] if len(top) < len(spec.fields) else []), "cidrs"))
+        obj = _object(f"{parent.key}.{spec.name}", parent.raw[spec.name], spec.config_fields())
         if not obj.get("enabled", as_bool, True):
             return None
-        options = _section(obj, "options", [name.split(".", 1)[1] for name in spec.fields if "." in name])
-        given: dict[str, str] = {}
-        for name, (_, parse) in spec.fields.items():
-            holder, field_name = (options, name.split(".", 1)[1]) if "." in name else (obj, name)
-            if holder is not None and holder.has(field_name):
-                given[name] = holder.get(field_name, parse, "")
+        given = spec.read(obj)
         values = {portus_key: given[name] for name, (portus_key, _) in spec.fields.items() if name in given}
-        for name in spec.required:
-            if name not in given:
-                raise obj.error(name, f"required for {spec.name}")
-        for name, needed in spec.requires.items():
-            if name in given and needed not in given:
-                raise obj.error(needed, f"required with {name}")
-        if spec.restrictions and not set(spec.restrictions) & set(given):
-            raise obj.error(spec.restrictions[0], f"set at least one of {', '.join(spec.restrictions)}: otherwise"
-                            f" every {spec.name} account may sign up to Portus")
         if spec.client_id:
             values[spec.client_id[1]] = obj.require(spec.client_id[0], portus_text, "required: the client id the"
                                                     " provider issued for Portus")
@@ -580,7 +598,7 @@ class Smtp:
             ssl_tls=ssl_tls,
             starttls_auto=obj.get("enableStarttlsAuto", as_bool, not ssl_tls),
             verify_mode=obj.get("opensslVerifyMode", one_of("peer", "none"), "peer"),
-            ca_pem=obj.get("ca", pem_certificates, None),
+            ca_pem=obj.get("ca", pem_certificates, None, secret=True),
             user_name=user_name,
             password=password,
             authentication=obj.get("authentication", one_of("login", "plain", "cram_md5"), "login"),
