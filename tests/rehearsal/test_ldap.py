@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,12 @@ USERS = {
     "contractor": ("contractor", "contractor-Passw0rd", "contractor@partner.example"),
 }
 SCHEMAS = ("core", "cosine", "inetorgperson")
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _entries(hash_password: Callable[[str], str]) -> str:
@@ -110,9 +117,10 @@ access to * by dn.exact="{BIND_DN}" read by * none
     assert loaded.returncode == 0, loaded.stderr
     starttls_port, ldaps_port = free_port(), free_port()
     listen = f"ldap://127.0.0.1:{starttls_port}/ ldaps://127.0.0.1:{ldaps_port}/"
+    # slapd binds its sockets and writes its pid file before it listens: ready is when both ports accept.
     server = Service(
         "slapd", [str(tools / "slapd"), "-d", "0", "-f", str(config), "-h", listen], child_env(), root / "slapd.log",
-        (root / "slapd.pid").exists,
+        lambda: all(_accepts(port) for port in (starttls_port, ldaps_port)),
     )
     server.start()
     hosts_file = root / "hosts"
