@@ -28,6 +28,7 @@ from components.validation import (
     cpu_quantity,
     dns_label,
     email,
+    folder,
     host_name,
     int_between,
     one_of,
@@ -64,6 +65,8 @@ class StorageConfig:
     registry: StorageBackend
     database_size: str
     keep_on_destroy: bool
+    adopt_existing: bool
+    """Take over the namespace, claims and StatefulSet of these names when they already exist."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class PlatformConfig:
     log_level: str
     signup_enabled: bool
     cluster_domain: str
+    render_yaml_to: str | None
+    """Write the objects as YAML into this folder instead of deploying them."""
     portus_settings: PortusSettings
 
     def _with_port(self, name: str) -> str:
@@ -151,7 +156,8 @@ KEYS: tuple[Key, ...] = (
         "Size of the registry's image store; default 20Gi."),
     Key("registryExistingClaim", optional(dns_label), None, "string",
         "Use this existing PersistentVolumeClaim for the registry instead of creating one."),
-    Key("databaseStorageSize", byte_quantity, "8Gi", "string", "Size of the MariaDB volume."),
+    Key("databaseStorageSize", byte_quantity, "8Gi", "string",
+        "Size of the MariaDB volume when its claim is created; grow the claim itself later."),
     Key("keepDataOnDestroy", as_bool, True, "boolean",
         "Keep the registry and database volumes (and the StatefulSet's claims) on pulumi destroy."),
     Key("portusImage", pinned_image, "opensuse/portus:2.4.3", "string", "Portus web and background image."),
@@ -168,6 +174,12 @@ KEYS: tuple[Key, ...] = (
         "Log level of Portus, the registry and the proxy."),
     Key("signupEnabled", as_bool, False, "boolean", "Let anyone create a Portus account from the sign-in page."),
     Key("clusterDomain", host_name, "cluster.local", "string", "DNS domain of the cluster's Services."),
+    Key("adoptExisting", as_bool, False, "boolean",
+        "Take over the namespace, registry claim and MariaDB StatefulSet if they already exist (data an earlier "
+        "pulumi destroy kept); while on, destroy deletes none of them."),
+    Key("renderYamlTo", optional(folder), None, "string",
+        "Write every Kubernetes object as YAML into this folder (relative to the project) instead of deploying "
+        "it; Secrets are written in plain text."),
     Key("ldap", as_object, None, None,
         "Sign in against an LDAP directory (Portus's ldap section): {hostname, port, encryption: {method, ca},"
         " base, filter, uid, authentication: {bindDn, password}, guessEmail: {enabled, attr}, cidrs}."),
@@ -243,6 +255,8 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
 
     mode = Exposure(values["exposure"])
     exposure = _parse_exposure(mode, values, raw)
+    if values["renderYamlTo"] and values["adoptExisting"]:
+        raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
     registry_existing_claim = values["registryExistingClaim"]
     if registry_existing_claim and values["registryStorageSize"]:
         raise ConfigError(
@@ -263,6 +277,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             ),
             database_size=values["databaseStorageSize"],
             keep_on_destroy=values["keepDataOnDestroy"],
+            adopt_existing=values["adoptExisting"],
         ),
         images=Images(
             portus=values["portusImage"], registry=values["registryImage"],
@@ -276,6 +291,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         log_level=values["logLevel"],
         signup_enabled=values["signupEnabled"],
         cluster_domain=values["clusterDomain"],
+        render_yaml_to=values["renderYamlTo"],
         portus_settings=_parse_portus_settings(values),
     )
 

@@ -157,6 +157,14 @@ def portus_username(raw: Any) -> str:
     return value
 
 
+def folder(raw: Any) -> str:
+    """A directory path as the provider receives it: it neither expands ``~`` nor variables."""
+    value = as_str(raw)
+    if value.startswith("~") or "$" in value or any(c in value for c in "\0\n\r"):
+        raise ValueError("a folder path, absolute or relative to the project directory (no ~ or $VARIABLES)")
+    return value
+
+
 def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def parse_optional(raw: Any) -> Any:
         return None if raw in (None, "") else parse(raw)

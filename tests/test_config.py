@@ -67,6 +67,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("resources that are not an object", {"resources": "big"}, "resources"),
     ("cluster domain with an underscore", {"clusterDomain": "cluster_local"}, "clusterDomain"),
     ("misspelled key", {"hostname": "portus.example.com"}, "hostname"),
+    ("adoption flag that is not a boolean", {"adoptExisting": "yes"}, "adoptExisting"),
+    ("render folder under a home shortcut", {"renderYamlTo": "~/manifests"}, "renderYamlTo"),
+    ("adoption while only rendering YAML", {"renderYamlTo": "manifests", "adoptExisting": True}, "adoptExisting"),
     # portus:ldap
     ("LDAP settings that are not an object", {"ldap": "ldap.corp.example"}, "ldap"),
     ("LDAP without a host", {"ldap": {"base": "dc=corp,dc=example"}}, "ldap.hostname"),
@@ -190,6 +193,7 @@ def test_defaults_of_a_minimal_config() -> None:
     assert config.exposure.port == 443
     assert config.registry_address == "portus.example.com"
     assert config.storage.keep_on_destroy is True
+    assert config.storage.adopt_existing is False
     assert config.storage.registry == FilesystemStorage(size="20Gi")
     node_port = parse_config({**MINIMAL_CONFIG, "exposure": "nodePort"})
     assert node_port.exposure.port == 30443

@@ -42,7 +42,7 @@ class DatabaseArgs:
     storage_size: str
     storage_class: str | None
     kept: kube.KeptData
-    """How the StatefulSet (and so its claim) is kept and adopted."""
+    """How the StatefulSet and its claim are kept and adopted."""
 
 
 class Database(pulumi.ComponentResource):
@@ -124,7 +124,6 @@ class Database(pulumi.ComponentResource):
             [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
             env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
         )
-        claim_policy = "Retain" if args.kept.keep_on_destroy else "Delete"
         k8s.apps.v1.StatefulSet(
             name,
             metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
@@ -134,7 +133,7 @@ class Database(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
                 persistent_volume_claim_retention_policy=(
                     k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
-                        when_deleted=claim_policy, when_scaled="Retain"
+                        when_deleted=args.kept.claim_retention, when_scaled="Retain"
                     )
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
@@ -158,20 +157,15 @@ class Database(pulumi.ComponentResource):
                 volume_claim_templates=[
                     k8s.core.v1.PersistentVolumeClaimArgs(
                         metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=kube.labels(NAME, COMPONENT)),
-                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                            access_modes=["ReadWriteOnce"],
-                            storage_class_name=args.storage_class,
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": args.storage_size}
-                            ),
-                        ),
+                        spec=kube.claim_spec(args.storage_size, args.storage_class),
                     )
                 ],
             ),
-            opts=args.kept.options(
+            opts=args.kept.workload_options(
                 self,
                 # Claim templates are immutable: a size change must never replace the StatefulSet (and
-                # orphan its data). Grow the claim itself instead (see README, "Resizing volumes").
+                # orphan its data). The template keeps the size it was created with; grow the claim
+                # itself (see README, "Resizing volumes").
                 ignore_changes=["spec.volumeClaimTemplates"],
             ),
         )

@@ -26,6 +26,14 @@ COMPONENT = "proxy"
 RUN_AS = kube.RunAs(user=101, group=101)
 
 
+def https_port(port: int, node_port: bool = False) -> k8s.core.v1.ServicePortArgs:
+    """The proxy's port on a Service: the same number inside the cluster as outside (and, for nodePort,
+    on the nodes), so ``host:port`` means the same thing everywhere."""
+    return k8s.core.v1.ServicePortArgs(
+        name="https", port=port, target_port="https", app_protocol="https", node_port=port if node_port else None,
+    )
+
+
 @dataclass
 class ProxyArgs:
     namespace: pulumi.Input[str]
@@ -43,7 +51,9 @@ class ProxyArgs:
 
 class Proxy(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
-    cluster_ip: pulumi.Output[str]
+    internal_service: k8s.core.v1.Service
+    """A Service of type ClusterIP in front of the proxy, whose address Portus's pods resolve the public
+    names to."""
     tls_secret_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -120,17 +130,18 @@ class Proxy(pulumi.ComponentResource):
                 type=service_type,
                 selector=kube.selector_labels(NAME),
                 ports=[
-                    k8s.core.v1.ServicePortArgs(
-                        name="https",
-                        port=args.public_port,
-                        target_port="https",
-                        app_protocol="https",
-                        node_port=args.public_port if args.exposure is Exposure.NODE_PORT else None,
-                    )
+                    https_port(args.public_port, node_port=args.exposure is Exposure.NODE_PORT),
                 ],
             ),
             opts=child,
         )
         self.service_name = service.metadata.name
-        self.cluster_ip = service.spec.apply(lambda spec: spec.cluster_ip or "")
-        self.register_outputs({"serviceName": self.service_name, "clusterIP": self.cluster_ip})
+        # Inside Portus's pods the public names resolve to its address. Not a LoadBalancer Service's:
+        # the provider waits until a load balancer gives it an external address (await/service.go),
+        # which never happens on kind or minikube without a tunnel, and nothing that reads the address
+        # (the migration Job, every Portus pod) would be created until then.
+        self.internal_service = service if args.exposure is not Exposure.LOAD_BALANCER else kube.cluster_ip_service(
+            f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [https_port(args.public_port)],
+            child, workload=NAME,
+        )
+        self.register_outputs({"serviceName": self.service_name})

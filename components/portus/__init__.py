@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import kube
 from components.database import PASSWORD_KEY, generated_password
@@ -32,7 +31,7 @@ from components.portus.runtime import (
     PortusSecret,
     trust_bundle_init,
 )
-from components.portus.tasks import BOOTSTRAP_SCRIPT, SLOW_START, RegistryRecord
+from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
 
 if TYPE_CHECKING:
     # Only for the annotation: the settings module imports the network flows, which import this package.
@@ -45,8 +44,12 @@ PORT = 3000
 PING_PATH = "/api/v1/_ping"
 TLS_DIR = "/etc/portus/tls"
 SECRET_KEY_BASE_KEY = "secret-key-base"
+# As long as Rails' usual 128 hex characters, from letters and digits (about 760 bits).
+SECRET_KEY_BASE_LENGTH = 128
 PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
+# Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
+SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
 
 
 @dataclass
@@ -69,8 +72,9 @@ class PortusArgs:
     fqdn: str
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
     public_hosts: list[str]
-    proxy_cluster_ip: pulumi.Input[str]
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too."""
+    proxy_cluster_ip: pulumi.Input[str] | None
+    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too;
+    None leaves their resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
     database: DatabaseConnection
@@ -96,10 +100,12 @@ class Portus(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
 
-        secret_key_base = random.RandomId(
-            f"{name}-secret-key-base", byte_length=64,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["hex", "b64Std", "b64Url", "dec"]),
-        )
+        # Rails signs and encrypts session cookies and Devise's reset-password tokens with it. Not a
+        # RandomId: its resource ID is the base64url of the same bytes (terraform-provider-random
+        # resource_id.go), and IDs are stored and shown in plain text; a RandomPassword's ID is "none".
+        # Stacks made with the RandomId get a new value on upgrade (the old one is in every checkpoint
+        # written so far, and importing it would store it again as the import ID): web users sign in again.
+        secret_key_base = generated_password(f"{name}-secret-key-base", SECRET_KEY_BASE_LENGTH, self)
         portus_password = generated_password(f"{name}-portus-password", 32, self)
         admin_password = generated_password(f"{name}-admin-password", 24, self)
         self.admin_password = pulumi.Output.secret(admin_password.result)
@@ -108,8 +114,7 @@ class Portus(pulumi.ComponentResource):
             metadata=kube.metadata(f"{NAME}-secrets", args.namespace, COMPONENT),
             type="Opaque",
             string_data={
-                # Rails' typical 128 hex characters.
-                SECRET_KEY_BASE_KEY: secret_key_base.hex,
+                SECRET_KEY_BASE_KEY: secret_key_base.result,
                 PORTUS_PASSWORD_KEY: portus_password.result,
                 ADMIN_PASSWORD_KEY: admin_password.result,
                 "token.key": args.token_key_pem,
@@ -131,7 +136,7 @@ class Portus(pulumi.ComponentResource):
         migration = task(tasks.migration([secrets, *args.wait_for], args.image))
         pod_annotations = {
             "checksum/secret": kube.checksum(
-                secret_key_base.hex, portus_password.result, args.token_key_pem,
+                secret_key_base.result, portus_password.result, args.token_key_pem,
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
         }
@@ -236,7 +241,9 @@ class Portus(pulumi.ComponentResource):
                 kube.empty_dir("tmp", "256Mi"),
             ],
             init_containers=[trust_bundle_init(args.image, extra_trust=bool(extra_trust))],
-            host_aliases=[k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)],
+            host_aliases=[] if args.proxy_cluster_ip is None else [
+                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
+            ],
             secrets=[
                 PortusSecret("PORTUS_DB_PASSWORD", args.database.credentials_secret, PASSWORD_KEY),
                 PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),

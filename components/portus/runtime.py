@@ -69,14 +69,13 @@ class PortusRuntime:
             **extra,  # type: ignore[arg-type]
         )
 
-    def pod_spec(self, containers: Sequence[k8s.core.v1.ContainerArgs], restart_policy: str | None = None,
+    def pod_spec(self, containers: Sequence[k8s.core.v1.ContainerArgs],
                  volumes: Sequence[k8s.core.v1.VolumeArgs] = (),
                  init_containers: Sequence[k8s.core.v1.ContainerArgs] = ()) -> k8s.core.v1.PodSpecArgs:
         return kube.pod_spec(
             self.account, RUN_AS, containers, [*self.volumes, *volumes],
             host_aliases=self.host_aliases or None,
             init_containers=[*self.init_containers, *init_containers],
-            restart_policy=restart_policy,
         )
 
 

@@ -17,8 +17,6 @@ MIGRATE_COMPONENT = "migrate"
 BOOTSTRAP_COMPONENT = "bootstrap"
 BOOTSTRAP_DIR = "/etc/portus/bootstrap"
 BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.rb"
-# Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
-SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
 
 
 @dataclass
@@ -57,27 +55,16 @@ def task_job(resource_name: str, name_prefix: str, namespace: pulumi.Input[str],
              resources: kube.ResourceSpec, task: TaskJob, parent: pulumi.Resource) -> k8s.batch.v1.Job:
     version = kube.image_version(runtime.image)
     job_name = f"{name_prefix}-{task.component}-{_job_suffix(runtime.image, *task.run_inputs)}"
-    return k8s.batch.v1.Job(
+    return kube.job(
         f"{resource_name}-{task.component}",
-        metadata=kube.metadata(job_name, namespace, task.component, version),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=6,
-            active_deadline_seconds=1800,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=kube.labels(job_name, task.component, version), annotations=task.annotations
-                ),
-                spec=runtime.pod_spec(
-                    [runtime.container(task.component, task.command, resources, task.env, task.mounts)],
-                    restart_policy="OnFailure",
-                    volumes=task.volumes,
-                    init_containers=task.init_containers,
-                ),
-            ),
+        kube.metadata(job_name, namespace, task.component, version),
+        k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(job_name, task.component, version), annotations=task.annotations),
+        runtime.pod_spec(
+            [runtime.container(task.component, task.command, resources, task.env, task.mounts)],
+            volumes=task.volumes,
+            init_containers=task.init_containers,
         ),
-        opts=pulumi.ResourceOptions(
-            parent=parent, depends_on=task.depends_on, delete_before_replace=True, custom_timeouts=SLOW_START,
-        ),
+        pulumi.ResourceOptions(parent=parent, depends_on=task.depends_on),
     )
 
 
