@@ -8,6 +8,7 @@ value and what is allowed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,17 +16,22 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config
 
+from components.database.backup import BackupConfig
 from components.edge.exposure import Exposure
 from components.kube import ResourceSpec
+from components.monitoring import MetricsConfig
+from components.portus import CATALOG_SYNC
 from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
 from components.registry.storage import FilesystemStorage, StorageBackend
 from components.validation import (
     PROJECT,
     ConfigError,
+    ObjectValue,
     as_bool,
     as_object,
     byte_quantity,
     cpu_quantity,
+    cron_schedule,
     dns_label,
     email,
     folder,
@@ -75,6 +81,7 @@ class Images:
     registry: str
     database: str
     proxy: str
+    proxy_exporter: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,9 @@ class PlatformConfig:
     cluster_domain: str
     render_yaml_to: str | None
     """Write the objects as YAML into this folder instead of deploying them."""
+    catalog_sync: str
+    backup: BackupConfig
+    metrics: MetricsConfig
     portus_settings: PortusSettings
 
     def _with_port(self, name: str) -> str:
@@ -132,6 +142,8 @@ class Key:
 
 
 _REQUIRED = object()
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 KEYS: tuple[Key, ...] = (
     Key("host", host_name, _REQUIRED, "string",
@@ -165,6 +177,8 @@ KEYS: tuple[Key, ...] = (
     Key("databaseImage", pinned_image, "mariadb:10.11.10", "string", "MariaDB image."),
     Key("proxyImage", pinned_image, "nginxinc/nginx-unprivileged:1.27.3-alpine", "string",
         "Unprivileged nginx image of the reverse proxy."),
+    Key("proxyExporterImage", pinned_image, "nginx/nginx-prometheus-exporter:1.4.0", "string",
+        "Image of the proxy's Prometheus exporter sidecar (nginx stub_status to Prometheus metrics)."),
     Key("portusReplicas", int_between(1, 10), 1, "integer", "Replicas of the Portus web Deployment."),
     Key("proxyReplicas", int_between(1, 10), 2, "integer", "Replicas of the nginx proxy Deployment."),
     Key("resources", as_object, {}, None,
@@ -180,6 +194,18 @@ KEYS: tuple[Key, ...] = (
     Key("renderYamlTo", optional(folder), None, "string",
         "Write every Kubernetes object as YAML into this folder (relative to the project) instead of deploying "
         "it; Secrets are written in plain text."),
+    Key("catalogSync", one_of(*CATALOG_SYNC), "update", "string",
+        "How Portus's background worker syncs the registry catalog into the UI: update (add what push events "
+        "missed, e.g. OCI images), update-delete (also remove what is gone), initial (once, on an empty "
+        "database) or disabled."),
+    Key("backup", as_object, {}, None,
+        "Scheduled dumps of the internal database: {enabled (default true with the internal database), "
+        "schedule (cron, UTC; default '15 3 * * *'), retain (default 7), storageSize (default 10Gi), "
+        "storageClass (default storageClass)}."),
+    Key("metrics", as_object, {}, None,
+        "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
+        "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
+        "labels: extra labels for the Prometheus selector}."),
     Key("ldap", as_object, None, None,
         "Sign in against an LDAP directory (Portus's ldap section): {hostname, port, encryption: {method, ca},"
         " base, filter, uid, authentication: {bindDn, password}, guessEmail: {enabled, attr}, cidrs}."),
@@ -233,6 +259,40 @@ def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
     return resources
 
 
+def parse_backup(raw: dict[str, Any], internal_database: bool, default_class: str | None) -> BackupConfig:
+    """Backups dump the platform's own MariaDB: on by default with it, and impossible without it."""
+    fields = ObjectValue("backup", raw, ("enabled", "schedule", "retain", "storageSize", "storageClass"))
+    enabled = fields.get("enabled", as_bool, internal_database)
+    if enabled and not internal_database:
+        raise fields.error("enabled", "backups dump the internal MariaDB; back up an external database with its "
+                           "own tools and set backup.enabled to false")
+    defaults = BackupConfig(enabled=enabled)
+    return BackupConfig(
+        enabled=enabled,
+        schedule=fields.get("schedule", cron_schedule, defaults.schedule),
+        retain=fields.get("retain", int_between(1, 365), defaults.retain),
+        storage_size=fields.get("storageSize", byte_quantity, defaults.storage_size),
+        storage_class=fields.get("storageClass", dns_label, default_class),
+    )
+
+
+def _label_values(raw: Any) -> dict[str, str]:
+    labels = as_object(raw)
+    if not all(isinstance(v, str) and _LABEL_VALUE.match(v) and _LABEL_KEY.match(k) for k, v in labels.items()):
+        raise ValueError("an object of Kubernetes labels, e.g. {release: kube-prometheus-stack}")
+    return labels
+
+
+def _parse_metrics(raw: dict[str, Any]) -> MetricsConfig:
+    fields = ObjectValue("metrics", raw, ("serviceMonitor", "namespace", "labels"))
+    defaults = MetricsConfig()
+    return MetricsConfig(
+        service_monitor=fields.get("serviceMonitor", as_bool, defaults.service_monitor),
+        namespace=fields.get("namespace", dns_label, defaults.namespace),
+        labels=fields.get("labels", _label_values, defaults.labels),
+    )
+
+
 def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     """Builds the typed config from raw values keyed by config key (without the project prefix)."""
     known = {key.name: key for key in KEYS}
@@ -282,6 +342,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         images=Images(
             portus=values["portusImage"], registry=values["registryImage"],
             database=values["databaseImage"], proxy=values["proxyImage"],
+            proxy_exporter=values["proxyExporterImage"],
         ),
         resources=_parse_resources(values["resources"]),
         portus_replicas=values["portusReplicas"],
@@ -292,6 +353,10 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         signup_enabled=values["signupEnabled"],
         cluster_domain=values["clusterDomain"],
         render_yaml_to=values["renderYamlTo"],
+        catalog_sync=values["catalogSync"],
+        # The only database is the internal MariaDB so far; an external one passes False here.
+        backup=parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
+        metrics=_parse_metrics(values["metrics"]),
         portus_settings=_parse_portus_settings(values),
     )
 

@@ -227,13 +227,13 @@ def service_account(resource_name: str, name: str, namespace: pulumi.Input[str],
 def cluster_ip_service(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                        ports: Sequence[k8s.core.v1.ServicePortArgs],
                        opts: pulumi.ResourceOptions, headless: bool = False,
-                       workload: str | None = None) -> k8s.core.v1.Service:
-    """A Service in front of the pods of ``workload`` (by default the workload of the same name)."""
+                       selector: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+    """A Service for the pods of workload ``name``, or of ``selector``."""
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, component),
         spec=k8s.core.v1.ServiceSpecArgs(
-            selector=selector_labels(workload or name),
+            selector=dict(selector) if selector else selector_labels(name),
             ports=list(ports),
             cluster_ip="None" if headless else None,
             publish_not_ready_addresses=True if headless else None,

@@ -6,14 +6,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, network, portus, registry
+from components import database, kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
-from components.database import Database, DatabaseArgs, generated_password
+from components.database import Database, DatabaseArgs, backup, generated_password
 from components.edge import proxy
 from components.edge.exposure import Exposure
 from components.edge.ingress import PublicIngress, PublicIngressArgs
 from components.edge.nginx_conf import NginxSettings, Upstream
 from components.edge.proxy import Proxy, ProxyArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.pki import Pki, PkiArgs
@@ -131,6 +132,8 @@ class PortusPlatform(pulumi.ComponentResource):
             storage_size=config.storage.database_size,
             storage_class=config.storage.storage_class,
             kept=kept,
+            backup=config.backup,
+            host=fqdn(database.NAME),
         ), child)
 
         registry_settings = RegistrySettings(
@@ -169,6 +172,7 @@ class PortusPlatform(pulumi.ComponentResource):
         edge = Proxy("proxy", ProxyArgs(
             namespace=namespace.name,
             image=config.images.proxy,
+            exporter_image=config.images.proxy_exporter,
             replicas=config.proxy_replicas,
             resources=config.resources["proxy"],
             settings=nginx_settings,
@@ -189,6 +193,7 @@ class PortusPlatform(pulumi.ComponentResource):
             proxy_cluster_ip=None if render_to else kube.cluster_ip(edge.internal_service),
             log_level=config.log_level,
             signup_enabled=config.signup_enabled,
+            catalog_sync=config.catalog_sync,
             database=DatabaseConnection(
                 host=fqdn(database.NAME), port=database.PORT, database=database.DATABASE,
                 user=database.USER, credentials_secret=db.credentials_secret,
@@ -219,11 +224,22 @@ class PortusPlatform(pulumi.ComponentResource):
                 proxy_tls_name=fqdn(proxy.NAME),
                 ca_secret=namespace.ca_secret,
             ), child)
+        if config.metrics.service_monitor:
+            Monitoring("monitoring", MonitoringArgs(
+                namespace=namespace.name,
+                namespace_name=ns,
+                config=config.metrics,
+                portus_deployment=portus.NAME,
+                backup_cronjob=backup.NAME if config.backup.enabled else None,
+                backup_deadline_seconds=backup.BACKUP_DEADLINE_SECONDS,
+            ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
             flows=[
                 *network.FLOWS,
                 network.edge_flow(config.exposure.ingress_controller_namespace),
+                *([network.BACKUP_FLOW] if config.backup.enabled else []),
+                *monitoring.scrape_flows(config.metrics),
                 *config.portus_settings.flows(),
             ],
         ), child)

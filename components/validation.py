@@ -181,6 +181,21 @@ def quantity_value(quantity: str) -> float:
     return float(match.group(1)) * _BYTE_FACTORS[match.group(2)]
 
 
+_CRON_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
+_CRON_FIELD = re.compile(rf"^{_CRON_ITEM}(,{_CRON_ITEM})*$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def cron_schedule(raw: Any) -> str:
+    """A Kubernetes CronJob schedule: five cron fields or a macro such as @daily (no TZ= prefix: the
+    CronJob's timeZone says which zone)."""
+    value = as_str(raw).strip()
+    fields = value.split()
+    if value not in _CRON_MACROS and (len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields)):
+        raise ValueError("a cron schedule of five fields (minute hour day month weekday), e.g. '15 3 * * *', or @daily")
+    return " ".join(fields) if len(fields) == 5 else value
+
+
 def port(raw: Any) -> int:
     return int_between(1, 65535)(raw)
 

@@ -25,6 +25,7 @@ from tests.objects import (
     pod_spec,
     registry_config,
     secret_data,
+    secret_files,
 )
 from tests.render import Rendered
 from tests.schema import validate_objects
@@ -147,7 +148,8 @@ def test_trust_bundle_is_mounted_where_each_tls_client_reads_it(stack: Rendered)
     nginx_conf = get(stack, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
     trusted = re.search(r"proxy_ssl_trusted_certificate (\S+);", nginx_conf)
     assert trusted and "proxy_ssl_verify on;" in nginx_conf and "proxy_ssl_verify off" not in nginx_conf
-    assert trusted.group(1) == f"{mount_of(proxy, container(proxy), 'ConfigMap', 'portus-trust-bundle')}/ca.crt"
+    nginx = container(proxy, "nginx")
+    assert trusted.group(1) == f"{mount_of(proxy, nginx, 'ConfigMap', 'portus-trust-bundle')}/ca.crt"
 
     registry = get(stack, "Deployment", "registry")
     trust_dir = mount_of(registry, container(registry), "ConfigMap", "portus-trust-bundle")
@@ -270,7 +272,7 @@ def test_existing_registry_claim_is_used_instead_of_a_new_one(
     render: Callable[[Mapping[str, object]], Rendered],
 ) -> None:
     rendered = render({**MINIMAL_CONFIG, "registryExistingClaim": "old-registry-data"})
-    assert rendered.objects_of("PersistentVolumeClaim") == []
+    assert [c["metadata"]["name"] for c in rendered.objects_of("PersistentVolumeClaim")] == ["mariadb-backup"]
     volumes = pod_spec(get(rendered, "Deployment", "registry"))["volumes"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "old-registry-data"}} in volumes
 
@@ -278,10 +280,11 @@ def test_existing_registry_claim_is_used_instead_of_a_new_one(
 def test_database_uses_utf8_and_a_dedicated_user(stack: Rendered) -> None:
     mariadb = container(get(stack, "StatefulSet", "mariadb"))
     assert {"--character-set-server=utf8", "--collation-server=utf8_unicode_ci"} <= set(mariadb["args"])
-    database_env, portus_env = env(mariadb), env(container(get(stack, "Deployment", "portus")))
+    portus = get(stack, "Deployment", "portus")
+    database_env, portus_env = env(mariadb), env(container(portus))
     assert portus_env["PORTUS_DB_USERNAME"] == database_env["MARIADB_USER"] != "root"
     assert portus_env["PORTUS_DB_DATABASE"] == database_env["MARIADB_DATABASE"]
-    assert portus_env["PORTUS_DB_PASSWORD"] == database_env["MARIADB_PASSWORD"]
+    assert secret_files(portus, container(portus))["PORTUS_DB_PASSWORD"] == database_env["MARIADB_PASSWORD"]
     assert portus_env["PORTUS_DB_HOST"] == f"mariadb.{namespace_of(stack)}.svc.cluster.local"
 
 
@@ -293,9 +296,9 @@ def test_outputs_tell_a_user_how_to_log_in(stack: Rendered) -> None:
     )
     assert outputs["caInstallPaths"]["docker"] == f"/etc/docker/certs.d/{outputs['registryHost']}/ca.crt"
     assert outputs["caInstallPaths"]["containerd"] == f"/etc/containerd/certs.d/{outputs['registryHost']}/ca.crt"
-    bootstrap_env = env(container(named_prefix(stack, "Job", "portus-bootstrap-")))
-    assert bootstrap_env["BOOTSTRAP_ADMIN_USERNAME"] == outputs["adminUsername"]
-    _, name, key = bootstrap_env["BOOTSTRAP_ADMIN_PASSWORD"]
+    bootstrap = named_prefix(stack, "Job", "portus-bootstrap-")
+    assert env(container(bootstrap))["BOOTSTRAP_ADMIN_USERNAME"] == outputs["adminUsername"]
+    _, name, key = secret_files(bootstrap, container(bootstrap))["BOOTSTRAP_ADMIN_PASSWORD"]
     assert secret_data(get(stack, "Secret", name))[key] == outputs["adminPassword"]
 
 

@@ -22,7 +22,17 @@ from tests.conftest import (
     REPO_ROOT,
     SETTINGS_SECRETS,
 )
-from tests.objects import Obj, all_containers, container, env, get, pod_spec, registry_config, secret_data
+from tests.objects import (
+    Obj,
+    all_containers,
+    container,
+    env,
+    get,
+    pod_spec,
+    registry_config,
+    secret_data,
+    secret_files,
+)
 from tests.rehearsal.adapt import pod_container
 from tests.render import Rendered
 
@@ -65,6 +75,10 @@ def test_every_portus_name_the_program_sets_is_one_portus_2_4_3_reads(stack: Ren
         for spec in all_containers(workload):
             names = [item["name"] for item in spec.get("env", [])]
             assert len(names) == len(set(names)), f"{spec['name']} sets a variable twice"
+            # A secret arrives as <NAME>_FILE, which the entry turns into <NAME> for Portus.
+            from_files = secret_files(workload, spec)
+            names = [name.removesuffix("_FILE") if name.removesuffix("_FILE") in from_files else name
+                     for name in names]
             unknown = {name for name in names if name.startswith("PORTUS_")} - known
             assert not unknown, f"{workload['metadata']['name']}/{spec['name']}: Portus 2.4.3 ignores {unknown}"
             if spec in pod_spec(workload)["containers"]:
@@ -139,8 +153,8 @@ def test_credentials_reach_portus_only_through_secrets(integrations: Rendered) -
         "PORTUS_EMAIL_SMTP_PASSWORD": ("secret", "corp-smtp", "relay-password"),
     }
     for workload in portus_workloads(integrations):
-        portus = env(pod_spec(workload)["containers"][0])
-        assert {name: portus[name] for name in expected_refs} == expected_refs
+        portus = secret_files(workload, pod_spec(workload)["containers"][0])
+        assert {name: portus.get(name) for name in expected_refs} == expected_refs
     assert secret_data(managed) == {
         "ldap-authentication-password": SETTINGS_SECRETS["ldap"],
         "oauth-gitlab-secret": SETTINGS_SECRETS["gitlab"],

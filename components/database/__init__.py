@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
+from components.database.backup import BackupArgs, BackupConfig, DatabaseBackup
 
 NAME = "mariadb"
 COMPONENT = "database"
@@ -43,6 +44,9 @@ class DatabaseArgs:
     storage_class: str | None
     kept: kube.KeptData
     """How the StatefulSet and its claim are kept and adopted."""
+    backup: BackupConfig
+    host: str
+    """The Service's in-cluster DNS name, as clients use it."""
 
 
 class Database(pulumi.ComponentResource):
@@ -169,6 +173,21 @@ class Database(pulumi.ComponentResource):
                 ignore_changes=["spec.volumeClaimTemplates"],
             ),
         )
+
+        if args.backup.enabled:
+            DatabaseBackup(f"{name}-backup", BackupArgs(
+                namespace=args.namespace,
+                config=args.backup,
+                image=args.image,
+                run_as=RUN_AS,
+                host=args.host,
+                port=PORT,
+                database=DATABASE,
+                user=USER,
+                credentials_secret=credentials.metadata.name,
+                password_key=PASSWORD_KEY,
+                kept=args.kept,
+            ), child)
 
         self.credentials_secret = credentials.metadata.name
         self.register_outputs({"credentialsSecret": self.credentials_secret})

@@ -1,11 +1,12 @@
 """Portus: the web UI and token service, the background worker, the database migration Job that runs
 before they roll, and the bootstrap Job that finishes the setup without the web UI.
 
-The image's own entrypoint (``/init``) is bypassed on purpose, for three reasons found in its source:
+The image's own entrypoint (``/init``) is bypassed on purpose, for four reasons found in its source:
 it runs ``update-ca-certificates`` as root (so it cannot run non-root); it treats a database with pending
-migrations as empty and runs ``rake db:setup``, which drops every table on upgrade; and at log level
-``debug`` it prints the environment, secrets included. The containers run ``portusctl exec`` directly with
-the environment ``/init`` would have set, and the migration Job runs the idempotent
+migrations as empty and runs ``rake db:setup``, which drops every table on upgrade; at log level
+``debug`` it prints the environment, secrets included; and Portus under it never sees SIGTERM. The
+containers run the entry of ``runtime.py`` instead (what ``portusctl exec`` runs, as PID 1, with the
+secrets read from files as ``/init`` reads them), and the migration Job runs the idempotent
 ``rake portus:db:configure`` (create, migrate, or load schema and seed) before any Portus pod rolls.
 """
 
@@ -50,6 +51,26 @@ PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
 # Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
 SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
+# Rollouts. The kubelet runs preStop before it sends SIGTERM: during the pause the pod is already out of
+# the Service's endpoints, so the proxy stops sending it new requests before Puma stops accepting.
+PRE_STOP_PAUSE_SECONDS = 5
+# Puma then finishes its requests in flight (it sets no time limit of its own); the proxy gives up on a
+# Portus answer after 120 s, so nothing worth waiting for runs longer.
+LONGEST_REQUEST_SECONDS = 120
+WEB_GRACE_SECONDS = PRE_STOP_PAUSE_SECONDS + LONGEST_REQUEST_SECONDS + 5
+# The background worker has no requests: Ruby ends at SIGTERM, rolling back a sync pass in progress.
+BACKGROUND_GRACE_SECONDS = 30
+
+# `portus:catalogSync` -> Portus's background.sync settings (config/config.yml, read through cconfig
+# as PORTUS_BACKGROUND_SYNC_*; lib/portus/background/sync.rb accepts these strategies). `initial`
+# switches itself off once any repository exists; `update` adds what push events missed (OCI manifests,
+# which lib/portus/registry_notification.rb drops) every 20 s and never deletes.
+CATALOG_SYNC: dict[str, dict[str, str]] = {
+    "update": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "update"},
+    "update-delete": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "update-delete"},
+    "initial": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "initial"},
+    "disabled": {"PORTUS_BACKGROUND_SYNC_ENABLED": "false"},
+}
 
 
 @dataclass
@@ -60,6 +81,9 @@ class DatabaseConnection:
     user: str
     credentials_secret: pulumi.Input[str]
     """Secret whose ``password`` key is the user's password."""
+
+    def secrets(self) -> list[PortusSecret]:
+        return [PortusSecret("PORTUS_DB_PASSWORD", self.credentials_secret, PASSWORD_KEY)]
 
 
 @dataclass
@@ -77,6 +101,8 @@ class PortusArgs:
     None leaves their resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
+    catalog_sync: str
+    """A key of CATALOG_SYNC."""
     database: DatabaseConnection
     certificate: ServerCertificate
     token_key_pem: pulumi.Input[str]
@@ -147,6 +173,7 @@ class Portus(pulumi.ComponentResource):
             runtime.pod_spec(
                 [self._web_container(runtime, args)],
                 volumes=[kube.secret_volume("tls", tls_secret.metadata.name)],
+                termination_grace_period_seconds=WEB_GRACE_SECONDS,
             ),
             pod_annotations,
             pulumi.ResourceOptions(parent=self, depends_on=[migration], custom_timeouts=SLOW_START),
@@ -159,10 +186,13 @@ class Portus(pulumi.ComponentResource):
         # container exits (and is restarted) when it fails.
         kube.deployment(
             f"{name}-background", BACKGROUND_NAME, args.namespace, "background", version, 1,
-            runtime.pod_spec([runtime.container(
-                "background", ["portusctl", "exec", "rails", "r", f"{APP_DIR}/bin/background.rb"],
-                args.background_resources,
-            )]),
+            runtime.pod_spec(
+                [runtime.container(
+                    "background", [["rails", "runner", f"{APP_DIR}/bin/background.rb"]],
+                    args.background_resources, kube.env(CATALOG_SYNC[args.catalog_sync]),
+                )],
+                termination_grace_period_seconds=BACKGROUND_GRACE_SECONDS,
+            ),
             pod_annotations,
             pulumi.ResourceOptions(parent=self, depends_on=[migration]),
             # Two workers would process the same registry events twice.
@@ -178,7 +208,7 @@ class Portus(pulumi.ComponentResource):
         )
         task(tasks.bootstrap(
             args.registry, args.admin_username, args.admin_email,
-            kube.secret_env("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
+            PortusSecret("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
             bootstrap_script, bootstrap_config.metadata.name, [migration],
         ))
         self.register_outputs({"serviceName": self.service.metadata.name})
@@ -241,14 +271,14 @@ class Portus(pulumi.ComponentResource):
                 kube.empty_dir("tmp", "256Mi"),
             ],
             init_containers=[trust_bundle_init(args.image, extra_trust=bool(extra_trust))],
-            host_aliases=[] if args.proxy_cluster_ip is None else [
-                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
-            ],
             secrets=[
-                PortusSecret("PORTUS_DB_PASSWORD", args.database.credentials_secret, PASSWORD_KEY),
+                *args.database.secrets(),
                 PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
                 PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
                 *settings.secrets,
+            ],
+            host_aliases=[] if args.proxy_cluster_ip is None else [
+                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
             ],
         )
 
@@ -256,8 +286,9 @@ class Portus(pulumi.ComponentResource):
     def _web_container(runtime: PortusRuntime, args: PortusArgs) -> k8s.core.v1.ContainerArgs:
         return runtime.container(
             NAME,
-            # The same command /init runs, without its database handling.
-            ["portusctl", "exec", f"pumactl -F {APP_DIR}/config/puma.rb start"],
+            # What /init runs (`pumactl -F config/puma.rb start` starts this in-process), without its
+            # database handling, as PID 1.
+            [["puma", "-C", f"{APP_DIR}/config/puma.rb"]],
             args.web_resources,
             kube.env({
                 "PORTUS_PUMA_HOST": f"0.0.0.0:{PORT}",
@@ -274,4 +305,7 @@ class Portus(pulumi.ComponentResource):
             startup_probe=kube.https_probe(PING_PATH, "https", period=10, failures=60),
             readiness_probe=kube.https_probe(PING_PATH, "https", period=10),
             liveness_probe=kube.https_probe(PING_PATH, "https", period=20, failures=6),
+            lifecycle=k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(PRE_STOP_PAUSE_SECONDS)]),
+            )),
         )

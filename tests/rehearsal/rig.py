@@ -102,7 +102,8 @@ class Rig:
 
     def __init__(self, rendered: Rendered, root: Path) -> None:
         self.root = root
-        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port())
+        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port(),
+                           proxy_status=free_port(), proxy_exporter=free_port())
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
@@ -129,7 +130,11 @@ class Rig:
         self.proxy = Service(
             "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
         )
-        self.services = [self.portus, self.registry, self.proxy]
+        self.exporter = Service(
+            "exporter", site.exporter.argv, child_env(site.exporter.env), logs / "exporter.log",
+            lambda: _accepts(self.ports.proxy_exporter),
+        )
+        self.services = [self.portus, self.registry, self.proxy, self.exporter]
 
     # ------------------------------------------------------------------ lifecycle
 
