@@ -209,6 +209,7 @@ class PortusPlatform(pulumi.ComponentResource):
             ),
             admin_username=config.admin_username,
             admin_email=config.admin_email,
+            settings=config.portus_settings,
             wait_for=[db, reg],
         ), child)
 
@@ -241,6 +242,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics),
                 *network.token_realm_flows(config.host, config.exposure.port),
+                *config.portus_settings.flows(),
             ],
         ), child)
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components import network
-from tests.conftest import stack_config
+from tests.conftest import SETTINGS_SECRETS, stack_config
 from tests.objects import (
     Obj,
     all_containers,
@@ -35,7 +35,7 @@ def workloads(rendered: Rendered) -> Iterator[Obj]:
         yield from rendered.objects_of(kind)
 
 
-@pytest.fixture(params=["dev", "prod", "node_port"])
+@pytest.fixture(params=["dev", "prod", "node_port", "integrations"])
 def stack(request: pytest.FixtureRequest) -> Rendered:
     rendered: Rendered = request.getfixturevalue(request.param)
     return rendered
@@ -247,7 +247,8 @@ def test_upgrades_and_tuning_never_replace_volumes_keys_or_passwords(
 
 
 def _generated_secrets(rendered: Rendered) -> list[str]:
-    values = []
+    """Every secret the stack holds: generated ones, and the credentials its config gives Portus."""
+    values: list[object] = [*SETTINGS_SECRETS.values()]
     for record in rendered.resources:
         if record.type in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             values.append(record.outputs["result"])
