@@ -21,6 +21,7 @@ from components.edge.exposure import Edge, Exposure, IngressEdge, ProxyEdge
 from components.kube import ResourceSpec
 from components.monitoring import MetricsConfig
 from components.portus import CATALOG_SYNC
+from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
 from components.registry.storage import FilesystemStorage, StorageBackend
 from components.validation import (
     PROJECT,
@@ -36,10 +37,12 @@ from components.validation import (
     folder,
     host_name,
     int_between,
+    ip_address,
     one_of,
     optional,
     pinned_image,
     portus_username,
+    public_host,
     quantity_value,
 )
 
@@ -96,6 +99,7 @@ class PlatformConfig:
     catalog_sync: str
     backup: BackupConfig
     metrics: MetricsConfig
+    portus_settings: PortusSettings
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -122,12 +126,16 @@ class PlatformConfig:
 
 @dataclass(frozen=True)
 class Key:
-    """One stack config key: how it is parsed, its default, its type in Pulumi.yaml, its meaning."""
+    """One stack config key: how it is parsed, its default, its type, its meaning.
+
+    Pulumi.yaml declares the key's description and default but no ``type``: the CLI would reject a
+    mistyped value with its own message before the program runs, while ``parse`` names the key, the
+    value and what is allowed. ``value_type`` is the type the README shows."""
 
     name: str
     parse: Callable[[Any], Any]
     default: Any
-    yaml_type: str | None
+    value_type: str | None
     description: str
 
 
@@ -136,10 +144,11 @@ _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 KEYS: tuple[Key, ...] = (
-    Key("host", host_name, _REQUIRED, "string",
-        "Public DNS name of the Portus web UI and token service (and of the registry unless registryHost is set)."),
-    Key("registryHost", optional(host_name), None, "string",
-        "Public DNS name Docker clients push to; defaults to host."),
+    Key("host", public_host, _REQUIRED, "string",
+        "Public DNS name (or, with nodePort or loadBalancer, IPv4 address) of the Portus web UI and token service "
+        "(and of the registry unless registryHost is set)."),
+    Key("registryHost", optional(public_host), None, "string",
+        "Public DNS name or IPv4 address Docker clients push to; defaults to host."),
     Key("adminEmail", email, _REQUIRED, "string", "E-mail of the first Portus administrator."),
     Key("adminUsername", portus_username, "admin", "string", "User name of the first Portus administrator."),
     Key("namespace", dns_label, "portus", "string", "Kubernetes namespace the platform is deployed into."),
@@ -198,6 +207,20 @@ KEYS: tuple[Key, ...] = (
         "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
         "proxy (where it runs) and a PrometheusRule, namespace (default monitoring): where Prometheus runs, "
         "allowed to scrape, labels: extra labels for the Prometheus selector}."),
+    Key("ldap", as_object, None, None,
+        "Sign in against an LDAP directory (Portus's ldap section): {hostname, port, encryption: {method, ca},"
+        " base, filter, uid, authentication: {bindDn, password}, guessEmail: {enabled, attr}, cidrs}."),
+    Key("oidc", as_object, None, None,
+        "Sign-in providers and local login (Portus's oauth section): {localLogin, openId, googleOauth2, github,"
+        " gitlab, bitbucket}; Portus 2.4.3's openId is OpenID 2.0, it has no OpenID Connect."),
+    Key("email", as_object, None, None,
+        "Portus's mail (its email section): {from, name, replyTo, smtp: {address, port, domain, sslTls,"
+        " enableStarttlsAuto, opensslVerifyMode, ca, userName, password, authentication, cidrs}}."),
+    Key("tagRetention", as_object, None, None,
+        "Delete old tags in the background (Portus's delete.garbage_collector): {enabled, olderThan (days), tag}."),
+    Key("permissions", as_object, None, None,
+        "What users who are not administrators may do (Portus's user_permission): {changeVisibility, createTeam,"
+        " manageTeam, createNamespace, manageNamespace, createWebhook, manageWebhook, pushImages}."),
 )
 
 
@@ -335,7 +358,24 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         # The only database is the internal MariaDB so far; an external one passes False here.
         backup=parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
         metrics=_parse_metrics(values["metrics"]),
+        portus_settings=_parse_portus_settings(values),
     )
+
+
+def _parse_portus_settings(values: dict[str, Any]) -> PortusSettings:
+    """Each setting from its own key; a key that is not set (or ``enabled: false``) contributes nothing."""
+    ldap = Ldap.parse("ldap", values["ldap"]) if values["ldap"] is not None else None
+    if ldap and values["signupEnabled"]:
+        raise ConfigError("signupEnabled", True, "has no effect with LDAP (Portus creates accounts at the first"
+                                                  " LDAP sign-in); remove it or set it to false")
+    parts = (
+        ldap,
+        OAuth.parse("oidc", values["oidc"], ldap_enabled=ldap is not None) if values["oidc"] is not None else None,
+        Email.parse("email", values["email"], helo_domain=values["host"]) if values["email"] is not None else None,
+        TagRetention.parse("tagRetention", values["tagRetention"]) if values["tagRetention"] is not None else None,
+        Permissions.parse("permissions", values["permissions"]) if values["permissions"] is not None else None,
+    )
+    return PortusSettings(tuple(part for part in parts if part is not None))
 
 
 def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, Any]) -> Edge:
@@ -353,6 +393,13 @@ def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, An
                     "with exposure=nodePort it is the node port: an integer from 30000 to 32767",
                 )
         return ProxyEdge(mode, 443 if port is None else port)
+    for name in ("host", "registryHost"):
+        if values[name] and ip_address(values[name]):
+            raise ConfigError(
+                name, values[name],
+                "a DNS name with exposure=ingress (an Ingress routes by host name);"
+                " an IP address needs exposure nodePort or loadBalancer",
+            )
     return IngressEdge(
         443 if values["publicPort"] is None else values["publicPort"],
         values["ingressClassName"] or "nginx",

@@ -18,6 +18,7 @@ from components import database, kube, portus, registry
 from components.database import backup
 from components.edge import proxy
 from components.portus import tasks
+from components.validation import ip_address
 
 
 def _task_pods(component: str) -> dict[str, str]:
@@ -85,6 +86,18 @@ FLOWS: tuple[Flow, ...] = (
 
 # Only with backups on: their pods dump (and restore) the database.
 BACKUP_FLOW = Flow("backup", "database", database.PORT)
+
+
+def token_realm_flows(host: str, port: int) -> list[Flow]:
+    """Portus and its worker follow the public token realm on ``host``. A DNS name resolves inside their pods
+    to the edge's realm Service, which the edge's flows allow; an IP address (a node's, or the load
+    balancer's: exposure nodePort or loadBalancer) is reached the way clients reach it, so they may also open
+    connections to that address on the public port (CNIs that check egress before the Service's address
+    translation see that address, not the proxy pod)."""
+    if not ip_address(host):
+        return []
+    realm = Outside(cidrs=(f"{host}/32",))
+    return [Flow("portus", realm, port), Flow("background", realm, port)]
 
 
 @dataclass

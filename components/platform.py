@@ -177,6 +177,8 @@ class PortusPlatform(pulumi.ComponentResource):
                 *edge_mode.flows(),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics, metric_targets),
+                *network.token_realm_flows(config.host, config.exposure.port),
+                *config.portus_settings.flows(),
             ],
         ), child)
 
@@ -237,6 +239,7 @@ class PortusPlatform(pulumi.ComponentResource):
             ),
             admin_username=config.admin_username,
             admin_email=config.admin_email,
+            settings=config.portus_settings,
             wait_for=[db, reg],
         ), child)
 

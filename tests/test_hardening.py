@@ -11,12 +11,13 @@ import pytest
 import yaml
 
 from components import network
-from tests.conftest import behind_the_proxy, stack_config
+from tests.conftest import SETTINGS_SECRETS, behind_the_proxy, stack_config
 from tests.objects import (
     Obj,
     all_containers,
     container,
     get,
+    mount_of,
     named_prefix,
     pod_spec,
     pod_template,
@@ -34,7 +35,7 @@ def workloads(rendered: Rendered) -> Iterator[Obj]:
         yield from rendered.objects_of(kind)
 
 
-@pytest.fixture(params=["dev", "prod", "node_port"])
+@pytest.fixture(params=["dev", "prod", "node_port", "integrations"])
 def stack(request: pytest.FixtureRequest) -> Rendered:
     rendered: Rendered = request.getfixturevalue(request.param)
     return rendered
@@ -307,7 +308,8 @@ def test_an_upgrade_finds_data_keys_and_passwords_where_they_were(request: pytes
 
 
 def _generated_secrets(rendered: Rendered) -> list[str]:
-    values = []
+    """Every secret the stack holds: generated ones, and the credentials its config gives Portus."""
+    values: list[object] = [*SETTINGS_SECRETS.values()]
     for record in rendered.resources:
         if record.type in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             values.append(record.outputs["result"])
@@ -362,6 +364,54 @@ def test_no_portus_container_takes_a_secret_through_its_environment(stack: Rende
 
 def container_images(workload: Obj) -> set[str]:
     return {spec["image"] for spec in all_containers(workload)}
+
+
+# Workload -> (its pod's UID, the UID that wrote its kept volume in earlier releases, or None)
+HIGH_UIDS = {"proxy": (10101, None), "registry": (11000, 1000), "mariadb": (10999, 999)}
+
+
+def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(stack: Rendered) -> None:
+    running = {w["metadata"]["name"]: w for w in workloads(stack)}
+    # The proxy runs only with exposure nodePort or loadBalancer.
+    assert running.keys() >= HIGH_UIDS.keys() - {"proxy"}
+    for name, (uid, previous) in HIGH_UIDS.items():
+        if name not in running:
+            continue
+        workload = running[name]
+        security = pod_spec(workload)["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (uid, uid, uid), name
+        assert security["fsGroupChangePolicy"] == "OnRootMismatch"
+        for spec in all_containers(workload):
+            # Only the init container that hands an earlier release's files over runs as another user.
+            expected = previous if spec["name"] == "file-ownership" else uid
+            assert spec["securityContext"].get("runAsUser", uid) == expected, (name, spec["name"])
+        handover = [c for c in all_containers(workload) if c["name"] == "file-ownership"]
+        if previous is None:
+            assert handover == [], name
+            continue
+        (init,) = handover
+        data = init["volumeMounts"][0]["mountPath"]
+        assert init["command"] == [
+            "find", data, "(", "-type", "d", "!", "-user", str(previous), "!", "-path", data, ")", "-prune", "-o",
+            "-user", str(previous), "!", "-type", "l",
+            "(", "!", "-group", str(uid), "-o", "!", "-perm", "-060", "-o", "-type", "d", "!", "-perm", "-010", ")",
+            "-exec", "chgrp", str(uid), "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+",
+        ]
+        assert init is pod_spec(workload)["initContainers"][0], "the handover must run before anything uses the data"
+        assert data in {m["mountPath"] for m in container(workload)["volumeMounts"]}
+
+
+def test_database_takes_its_passwords_as_files(stack: Rendered) -> None:
+    statefulset = get(stack, "StatefulSet", "mariadb")
+    for spec in all_containers(statefulset):
+        assert all("valueFrom" not in item for item in spec.get("env", [])), spec["name"]
+    server = {e["name"]: e.get("value") for e in container(statefulset)["env"]}
+    credentials = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "credentials")["secret"]
+    assert credentials["defaultMode"] == 0o440  # the pod's group (fsGroup) reads them, nobody else
+    mounted = mount_of(statefulset, container(statefulset), "Secret", credentials["secretName"])
+    assert server["MARIADB_ROOT_PASSWORD_FILE"] == f"{mounted}/root-password"
+    assert server["MARIADB_PASSWORD_FILE"] == f"{mounted}/password"
+    assert {"MARIADB_ROOT_PASSWORD", "MARIADB_PASSWORD"}.isdisjoint(server)
 
 
 def test_secret_outputs_stay_secret_in_state(stack: Rendered) -> None:

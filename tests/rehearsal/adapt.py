@@ -4,19 +4,28 @@
 outside a pod: listen addresses and ports, the upstream and webhook addresses, and container paths
 (each volume is written to a local directory and its mount path rewritten to that directory). Names
 stay as rendered, so every TLS check uses the real SANs; a hosts file maps those names to 127.0.0.1
-for the programs that resolve them (see ``processes.with_hosts``).
+for the programs that resolve them (see ``processes.with_hosts``). A public IP address stays too: it
+must be a loopback address (127.0.0.2 stands for a node's address), and nginx listens on it.
 
 The edge is the proxy's nginx with its rendered nginx.conf (exposure nodePort or loadBalancer), or,
 with exposure ingress, nginx configured by the ingress-nginx stand-in from the rendered Ingresses, TLS
 Secret and CA Secret (``ingress_nginx``), as the controller of the class ingress-nginx installs.
+
+Run as root, the volumes are laid out as the kubelet does for the pod's ``fsGroup``: Secret files
+readable by that group only, writable volumes (emptyDir, claims) owned by root and writable by that group
+only; so the servers, run under their pods' UIDs, reach their files through the same group the cluster
+gives them.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
+import os
 import re
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,7 @@ from cryptography import x509
 
 from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
 from tests.rehearsal import ingress_nginx
+from tests.rehearsal.processes import IS_ROOT, PodUser, as_pod_user
 from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
@@ -56,6 +66,7 @@ class Workload:
     env: dict[str, str]
     mounts: dict[str, Path]
     """Mount path in the container -> local directory (or file, for a ``subPath`` mount)."""
+    user: PodUser
 
     def path(self, container_path: str) -> Path:
         """Where a path inside the container is on this machine."""
@@ -70,7 +81,9 @@ class Edge:
     """The nginx in front: the proxy, or the ingress controller stand-in."""
 
     name: str
-    workload: Workload
+    argv: list[str]
+    """Run as its pod's user (the proxy), or as the rehearsal's (the controller, whose pod is not ours)."""
+    env: dict[str, str]
     runtime: Path
     """Where its temp dirs are (the proxy pod's emptyDir, the controller's /tmp/nginx)."""
     exporter: Workload | None = None
@@ -85,6 +98,9 @@ class Site:
     public_port: int
     """The port of ``registryHost``: nginx listens on it, as the node port or the ingress controller does
     in the cluster."""
+    public_addresses: list[str]
+    """Where nginx listens: 127.0.0.1 for public DNS names (the hosts file maps them there), and each
+    public IP address itself."""
     upstream_hosts: dict[str, str]
     """Service (``portus``, ``registry``) -> the in-cluster name the edge checks in its certificate."""
     hosts_file: Path
@@ -102,12 +118,14 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
-    public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
+    public = urlsplit(f"//{rendered.outputs['registryHost']}"), urlsplit(rendered.outputs["portalUrl"])
+    public_port = int(public[0].port or 443)
+    public_addresses = sorted({address_of(url.hostname or "") for url in public})
     registry = _workload(objects, "registry", root)
     portus = _workload(objects, "portus", root)
     local = {"portus": ports.portus, "registry": ports.registry}
     if ("Deployment", "proxy") in objects:
-        edge, upstream_hosts = _proxy(objects, local, ports, public_port, root)
+        edge, upstream_hosts = _proxy(objects, local, ports, public_port, public_addresses, root)
     else:
         edge, upstream_hosts = _ingress_controller(rendered, local, ports, public_port, root)
 
@@ -136,11 +154,11 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(edge, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(edge, registry, portus, public_port, public_addresses, upstream_hosts, hosts_file, ca_dir)
 
 
 def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], ports: Ports, public_port: int,
-           root: Path) -> tuple[Edge, dict[str, str]]:
+           public_addresses: list[str], root: Path) -> tuple[Edge, dict[str, str]]:
     """The proxy's rendered nginx.conf, listening on the public port and forwarding to the local ports,
     and its metrics exporter."""
     proxy = _workload(objects, "proxy", root)
@@ -154,14 +172,16 @@ def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], por
         upstream_hosts[service] = match[1]
         return f"server {LOOPBACK}:{local[service]};"
 
-    text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
+    listen = "\n        ".join(f"listen {address}:{public_port} ssl;" for address in public_addresses)
+    text, listens = re.subn(r"listen \d+ ssl;", listen, nginx_conf.read_text())
     text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
     if listens != 1 or status_listens != 1 or upstream_hosts.keys() != local.keys():
         raise ValueError(f"nginx.conf: {listens} + {status_listens} listen lines, upstreams {sorted(upstream_hosts)}")
     exporter.argv[1:] = [_exporter_arg(arg, ports) for arg in exporter.argv[1:]]
     nginx_conf.write_text(_localize(text, proxy.mounts))
-    return Edge("proxy", proxy, proxy.path(PROXY_RUNTIME_DIR), exporter), upstream_hosts
+    edge = Edge("proxy", as_pod_user(proxy.argv, proxy.user), proxy.env, proxy.path(PROXY_RUNTIME_DIR), exporter)
+    return edge, upstream_hosts
 
 
 def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Ports, public_port: int,
@@ -183,7 +203,15 @@ def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Por
         location.upstream.service: str(location.annotations["proxy-ssl-name"])
         for server in servers for location in server.locations if location.upstream
     }
-    return Edge("ingress-nginx", Workload(["nginx", "-c", str(conf)], {}, {}), state / "tmp"), upstream_hosts
+    return Edge("ingress-nginx", ["nginx", "-c", str(conf)], {}, state / "tmp"), upstream_hosts
+
+
+def address_of(host: str) -> str:
+    """Where a public name is reached: an IP address is itself, a DNS name is on 127.0.0.1."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return LOOPBACK
 
 
 def _exporter_arg(arg: str, ports: Ports) -> str:
@@ -205,7 +233,8 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
         local = root / name / mount["mountPath"].lstrip("/")
-        files = _volume_files(objects, volumes[mount["name"]])
+        volume = volumes[mount["name"]]
+        files = _volume_files(objects, volume)
         if "subPath" in mount:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_text(files[mount["subPath"]])
@@ -213,14 +242,29 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
             local.mkdir(parents=True, exist_ok=True)
             for file, content in files.items():
                 (local / file).write_text(content)
+            if IS_ROOT and name != "portus":
+                _as_the_kubelet_lays_out(local, volume, pod["securityContext"]["fsGroup"])
         mounts[mount["mountPath"]] = local
     env = {e["name"]: _localize(_env_value(objects, e), mounts) for e in container.get("env", [])}
+    user = PodUser.of(pod, container)
     if name == "portus":
         # A local program, not a container command: its paths are this machine's already.
-        return Workload(STANDIN, env, mounts)
+        return Workload(STANDIN, env, mounts, user)
     program, *args = container.get("command") or [container["image"].split("/")[-1].split(":")[0]]
     argv = [DEBIAN_PROGRAMS[program], *args, *container.get("args", [])]
-    return Workload([_localize(a, mounts) for a in argv], env, mounts)
+    return Workload([_localize(a, mounts) for a in argv], env, mounts, user)
+
+
+def _as_the_kubelet_lays_out(local: Path, volume: Mapping[str, Any], fs_group: int) -> None:
+    """Ownership and modes of a mounted volume: Secret files are the pod group's to read (``defaultMode``);
+    an emptyDir or a claim is writable by the pod group alone, with new files inheriting that group."""
+    if "secret" in volume:
+        for file in local.iterdir():
+            os.chown(file, 0, fs_group)
+            file.chmod(volume["secret"].get("defaultMode", 0o644))
+    elif {"emptyDir", "persistentVolumeClaim"} & volume.keys():
+        os.chown(local, 0, fs_group)
+        local.chmod(0o2770)
 
 
 def _data(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -265,3 +309,38 @@ def _localize(text: str, mounts: Mapping[str, Path]) -> str:
         return text
     pattern = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
     return re.sub(rf"(?<![\w./-])({pattern})(?![\w.-])", lambda m: str(mounts[m[1]]), text)
+
+
+def pod_container(rendered: Rendered, name: str, root: Path, run_init: Sequence[str] = (),
+                  existing_secrets: Mapping[str, Mapping[str, str]] | None = None) -> Workload:
+    """The first container of the Deployment ``name`` with its files under ``root``, after the shell
+    commands of the init containers named in ``run_init`` ran on them locally (paths rewritten, as for the
+    container), so files they build, such as Portus's CA bundle, are in place; its environment is what the
+    Portus entry hands Portus: each ``<NAME>_FILE`` replaced by ``<NAME>`` with the file's text (as
+    ``portus_secret`` in ``components/portus/runtime.py`` does, trailing newlines dropped like ``$(cat)``).
+    ``existing_secrets`` stand for Secrets the stack references but does not declare (name -> data)."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    for secret, data in (existing_secrets or {}).items():
+        objects["Secret", secret] = {"kind": "Secret", "metadata": {"name": secret}, "stringData": dict(data)}
+    pod = objects["Deployment", name]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for init in (c for c in pod.get("initContainers", []) if c["name"] in run_init):
+        mounts: dict[str, Path] = {}
+        for mount in init.get("volumeMounts", []):
+            local = root / name / mount["mountPath"].lstrip("/")
+            local.mkdir(parents=True, exist_ok=True)
+            for file, content in _volume_files(objects, volumes[mount["name"]]).items():
+                (local / file).write_text(content)
+            mounts[mount["mountPath"]] = local
+        shell, flag, script = init["command"]
+        if (shell, flag) != ("sh", "-c"):
+            raise ValueError(f"init container {init['name']}: not a shell command")
+        subprocess.run([shell, flag, _localize(script, mounts)], check=True, capture_output=True, timeout=30)
+    workload = _workload(objects, name, root)
+    # The names the rendered entry script reads from files.
+    from_files = re.findall(r"^portus_secret (\w+)$", pod["containers"][0]["command"][-1], re.MULTILINE)
+    env = {variable: value for variable, value in workload.env.items()
+           if variable.removesuffix("_FILE") not in from_files}
+    for variable in from_files:
+        env[variable] = Path(workload.env[f"{variable}_FILE"]).read_text().rstrip("\n")
+    return Workload(workload.argv, env, workload.mounts, workload.user)

@@ -40,7 +40,9 @@ def _check(step: str, done: CompletedProcess[str], rig: Rig) -> None:
 def _measure(rig: Rig, image: Image, registry: str) -> tuple[float, float]:
     """Seconds to push ``image`` to an empty store at ``registry`` and to pull it back."""
     rig.registry.stop()
-    shutil.rmtree(rig.storage, ignore_errors=True)
+    # Empty the store, not remove it: it is the pod's volume, which the registry cannot create.
+    for entry in rig.storage.iterdir():
+        shutil.rmtree(entry)
     rig.registry.start()
     started = time.monotonic()
     _check(f"push to {registry}", rig.push(image, REPOSITORY, registry), rig)

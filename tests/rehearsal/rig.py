@@ -23,9 +23,9 @@ from urllib.parse import urlencode, urlsplit
 from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
-from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
+from tests.rehearsal.adapt import LOOPBACK, Ports, adapt, address_of
 from tests.rehearsal.image import Image
-from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts
+from tests.rehearsal.processes import Service, as_pod_user, child_env, free_port, run, with_hosts
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
 from tests.render import Rendered, load_stack_file, render_stack
 
@@ -37,10 +37,10 @@ SKOPEO_TIMEOUT = 300
 EXPOSURES = ("nodePort", "ingress")
 
 
-def render_rehearsal_stack(exposure: str = "nodePort") -> Rendered:
+def render_rehearsal_stack(exposure: str = "nodePort", **overrides: str | None) -> Rendered:
     """The production example stack on a free public port, so the public names carry a port nginx can
     listen on: exposed on a node port (the proxy is the edge), or through its Ingresses (the ingress
-    controller stand-in is)."""
+    controller stand-in is); ``overrides`` set (or, with None, remove) keys."""
     config, project, stack = load_stack_file(STACK_FILE)
     if exposure == "ingress":
         port = free_port()
@@ -49,7 +49,8 @@ def render_rehearsal_stack(exposure: str = "nodePort") -> Rendered:
                   if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
         port = free_port(*NODE_PORTS)
     config |= {f"{project}:exposure": exposure, f"{project}:publicPort": port}
-    return render_stack(config, project, stack)
+    config |= {f"{project}:{key}": value for key, value in overrides.items()}
+    return render_stack({k: v for k, v in config.items() if v is not None}, project, stack)
 
 
 @dataclass
@@ -63,20 +64,21 @@ class Response:
 
 
 class _LoopbackHTTPS(http.client.HTTPSConnection):
-    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1."""
+    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1, or to a
+    loopback IP address (checked against the certificate's IP SANs)."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout, context=tls)
         self.tls = tls
 
     def connect(self) -> None:
-        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        sock = socket.create_connection((address_of(self.host), self.port), self.timeout)
         self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def https(url: str, method: str = "GET", *, ca: Path, headers: Mapping[str, str] | None = None,
           body: bytes | None = None, timeout: float = 10) -> Response:
-    """One request to ``url`` (its host reached on 127.0.0.1), trusting only the CA in ``ca``."""
+    """One request to ``url`` (a name reached on 127.0.0.1), trusting only the CA in ``ca``."""
     parts = urlsplit(url)
     assert parts.hostname and parts.port
     connection = _LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
@@ -129,11 +131,11 @@ class Rig:
             lambda: _accepts(self.ports.portus),
         )
         self.registry = Service(
-            "registry", with_hosts(site.registry.argv, site.hosts_file), child_env(site.registry.env),
-            logs / "registry.log", self._registry_healthy,
+            "registry", with_hosts(as_pod_user(site.registry.argv, site.registry.user), site.hosts_file),
+            child_env(site.registry.env), logs / "registry.log", self._registry_healthy,
         )
         self.edge = Service(
-            site.edge.name, site.edge.workload.argv, child_env(site.edge.workload.env), logs / f"{site.edge.name}.log",
+            site.edge.name, site.edge.argv, child_env(site.edge.env), logs / f"{site.edge.name}.log",
             self._edge_answers,
         )
         self.services = [self.portus, self.registry, self.edge]
@@ -269,8 +271,10 @@ class Rig:
         """Copy an image from the registry into a fresh ``dir:`` directory."""
         destination = self.root / "pulled" / f"{repository.replace('/', '_')}-{time.monotonic_ns()}"
         destination.mkdir(parents=True)
+        # --remove-signatures: the test images are unsigned, and skopeo would look for signatures in root's
+        # /var/lib/containers/sigstore, which a user namespace's root may not read.
         done = self.skopeo(
-            "copy", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
+            "copy", "--remove-signatures", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
             f"docker://{registry or self.registry_host}/{repository}:{tag}", f"dir:{destination}",
         )
         return destination, done
@@ -280,7 +284,7 @@ class Rig:
 def running(rendered: Rendered, parent: Path | None = None) -> Iterator[Rig]:
     """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
     with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
-        # nginx's workers run as nobody (the master as root): they must reach their temp dirs.
+        # The servers run under their pods' UIDs: they must reach their files below.
         os.chmod(root, 0o755)
         rig = Rig(rendered, Path(root))
         try:
