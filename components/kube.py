@@ -49,6 +49,15 @@ class KeptData:
         )
 
 
+@dataclass(frozen=True)
+class Remote:
+    """A service outside the namespace that a workload connects to (an object store, a cache, a database):
+    its TCP port, and the address ranges it lives in (none: any address, the cluster's pods included)."""
+
+    port: int
+    cidrs: tuple[str, ...] = ()
+
+
 def image_version(image: str) -> str:
     """The tag of an image reference, for the ``app.kubernetes.io/version`` label."""
     name = image.split("@", 1)[0]
@@ -202,6 +211,18 @@ def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str
         ),
         opts=opts,
     )
+
+
+def spread_over_nodes(name: str) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Replicas of a workload on as many nodes as the scheduler can, without ever blocking a pod."""
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="kubernetes.io/hostname",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
+        )
+    ]
 
 
 def tls_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,

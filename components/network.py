@@ -77,17 +77,21 @@ FLOWS: tuple[Flow, ...] = (
     Flow("proxy", "registry", registry.LISTEN_PORT),
     Flow("portus", "registry", registry.LISTEN_PORT),
     Flow("background", "registry", registry.LISTEN_PORT),
-    Flow("portus", "database", database.PORT),
-    Flow("background", "database", database.PORT),
-    Flow("migrate", "database", database.PORT),
-    Flow("bootstrap", "database", database.PORT),
 )
+# Every workload that connects to Portus's database; where it is, and so the flows, depends on the
+# configuration (components/database/endpoint.py).
+DATABASE_CLIENTS = ("portus", "background", "migrate", "bootstrap")
 
 
 def edge_flow(ingress_controller_namespace: str | None) -> Flow:
     """Clients reach the proxy through the ingress controller, or (nodePort, loadBalancer) from anywhere."""
     source = Outside(namespace=ingress_controller_namespace) if ingress_controller_namespace else ANYWHERE
     return Flow(source, "proxy", nginx_conf.LISTEN_PORT)
+
+
+def to_remote(source: str, remote: kube.Remote) -> Flow:
+    """``source`` connects to a service outside the namespace (in ``remote.cidrs``, or anywhere)."""
+    return Flow(source, Outside(cidrs=remote.cidrs), remote.port)
 
 
 @dataclass

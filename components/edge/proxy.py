@@ -91,14 +91,7 @@ class Proxy(pulumi.ComponentResource):
                     kube.config_map_volume("trust", args.trust_bundle),
                     kube.empty_dir("runtime", "64Mi"),
                 ],
-                topology_spread_constraints=[
-                    k8s.core.v1.TopologySpreadConstraintArgs(
-                        max_skew=1,
-                        topology_key="kubernetes.io/hostname",
-                        when_unsatisfiable="ScheduleAnyway",
-                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
-                    )
-                ],
+                topology_spread_constraints=kube.spread_over_nodes(NAME),
             ),
             {
                 "checksum/config": kube.checksum(nginx_conf),

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.database import PASSWORD_KEY, generated_password
+from components.database import DatabaseConnection, generated_password
 from components.pki import ServerCertificate
 from components.portus import tasks
 from components.portus.runtime import (
@@ -26,6 +26,8 @@ from components.portus.runtime import (
     CA_BUNDLE_DIR,
     TOKEN_KEY_FILE,
     PortusRuntime,
+    database_password,
+    database_settings,
     trust_bundle_init,
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, SLOW_START, RegistryRecord
@@ -39,16 +41,6 @@ TLS_DIR = "/etc/portus/tls"
 SECRET_KEY_BASE_KEY = "secret-key-base"
 PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
-
-
-@dataclass
-class DatabaseConnection:
-    host: str
-    port: int
-    database: str
-    user: str
-    credentials_secret: pulumi.Input[str]
-    """Secret whose ``password`` key is the user's password."""
 
 
 @dataclass
@@ -174,12 +166,7 @@ class Portus(pulumi.ComponentResource):
                 "CCONFIG_PREFIX": "PORTUS",
                 "HOME": "/tmp",
                 "PORTUS_MACHINE_FQDN_VALUE": args.fqdn,
-                "PORTUS_DB_ADAPTER": "mysql2",
-                "PORTUS_DB_HOST": args.database.host,
-                "PORTUS_DB_PORT": str(args.database.port),
-                "PORTUS_DB_DATABASE": args.database.database,
-                "PORTUS_DB_USERNAME": args.database.user,
-                "PORTUS_DB_POOL": "5",
+                **database_settings(args.database),
                 "PORTUS_KEY_PATH": TOKEN_KEY_FILE,
                 "PORTUS_LOG_LEVEL": args.log_level,
                 "PORTUS_SIGNUP_ENABLED": str(args.signup_enabled).lower(),
@@ -191,7 +178,7 @@ class Portus(pulumi.ComponentResource):
                 # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
                 "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
             }),
-            kube.secret_env("PORTUS_DB_PASSWORD", args.database.credentials_secret, PASSWORD_KEY),
+            database_password(args.database),
             kube.secret_env("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
             kube.secret_env("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
         ]
