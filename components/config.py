@@ -151,6 +151,8 @@ class Key:
     default: Any
     yaml_type: str | None
     description: str
+    holds_secrets: bool = False
+    """An object that may carry credentials (``pulumi config set --secret --path``): never shown."""
 
 
 _REQUIRED = object()
@@ -181,16 +183,16 @@ KEYS: tuple[Key, ...] = (
     Key("registryStorage", as_object, {"type": "filesystem"}, None,
         "Where the registry keeps images: {type: filesystem, accessMode?} (a claim) or {type: s3, bucket, "
         "region, regionEndpoint?, rootDirectory?, secure?, chunkSize?, credentialsSecret?, accessKey?, "
-        "secretKey?, redirect?, cidrs?} (object storage)."),
+        "secretKey?, redirect?, cidrs?} (object storage).", holds_secrets=True),
     Key("registryReplicas", int_between(1, 20), 1, "integer",
         "Replicas of the registry; more than 1 needs registryStorage type s3 or accessMode ReadWriteMany."),
     Key("registryCache", as_object, {"type": "inmemory"}, None,
         "The registry's blob-descriptor cache: {type: inmemory} (per pod) or {type: redis, address: host:port, "
-        "passwordSecret?, password?, db?, cidrs?} (shared)."),
+        "passwordSecret?, password?, db?, cidrs?} (shared).", holds_secrets=True),
     Key("databaseStorageSize", byte_quantity, "8Gi", "string", "Size of the MariaDB volume."),
     Key("database", as_object, {"type": "internal"}, None,
         "Portus's database: {type: internal} (MariaDB in the namespace) or {type: external, adapter: "
-        "mysql2|postgresql, host, port?, name, username, passwordSecret?, password?, cidrs?}."),
+        "mysql2|postgresql, host, port?, name, username, passwordSecret?, password?, cidrs?}.", holds_secrets=True),
     Key("keepDataOnDestroy", as_bool, True, "boolean",
         "Keep the registry and database volumes (and the StatefulSet's claims) on pulumi destroy."),
     Key("portusImage", pinned_image, "opensuse/portus:2.4.3", "string", "Portus web and background image."),
@@ -264,7 +266,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         try:
             values[key.name] = key.parse(value)
         except ValueError as allowed:
-            raise ConfigError(key.name, value, str(allowed)) from None
+            raise ConfigError(key.name, "[secret]" if key.holds_secrets else value, str(allowed)) from None
 
     mode = Exposure(values["exposure"])
     exposure = _parse_exposure(mode, values, raw)

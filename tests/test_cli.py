@@ -13,7 +13,7 @@ from components.config import KEYS
 from tests.conftest import REPO_ROOT
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "scale"])
 def test_each_stack_file_renders_schema_valid_objects(stack: str, tmp_path: Path) -> None:
     out_dir = tmp_path / stack
     rendered = subprocess.run(

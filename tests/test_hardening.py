@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components import network
-from tests.conftest import stack_config
+from tests.conftest import CONFIG_SECRETS, stack_config
 from tests.objects import Obj, all_containers, container, get, named_prefix, pod_spec
 from tests.render import Rendered
 
@@ -25,7 +25,7 @@ def workloads(rendered: Rendered) -> Iterator[Obj]:
         yield from rendered.objects_of(kind)
 
 
-@pytest.fixture(params=["dev", "prod", "node_port"])
+@pytest.fixture(params=["dev", "prod", "node_port", "scale"])
 def stack(request: pytest.FixtureRequest) -> Rendered:
     rendered: Rendered = request.getfixturevalue(request.param)
     return rendered
@@ -57,7 +57,8 @@ def test_every_container_is_restricted_non_root_with_a_read_only_root(stack: Ren
 def test_each_long_running_workload_has_its_own_service_account(stack: Rendered) -> None:
     accounts = {o["metadata"]["name"]: o for o in stack.objects_of("ServiceAccount")}
     used = [pod_spec(w)["serviceAccountName"] for w in workloads(stack) if w["kind"] != "Job"]
-    assert len(set(used)) >= 4
+    # proxy, registry, Portus (web and background share one), and MariaDB when it runs in the namespace.
+    assert len(set(used)) >= 3 + len(stack.objects_of("StatefulSet"))
     for name in used:
         assert accounts[name]["automountServiceAccountToken"] is False
     for workload in (get(stack, "Deployment", n) for n in ("proxy", "registry")):
@@ -96,7 +97,8 @@ def test_probes_match_each_program(stack: Rendered) -> None:
     assert registry["readinessProbe"]["httpGet"]["path"] == "/debug/health"  # /v2/ answers 401
     proxy = container(get(stack, "Deployment", "proxy"))
     assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    assert "startupProbe" in container(get(stack, "StatefulSet", "mariadb"))
+    for database in stack.objects_of("StatefulSet"):
+        assert "startupProbe" in container(database)
 
 
 def test_rollouts_suit_the_volumes_and_replicas(prod: Rendered) -> None:
@@ -157,9 +159,13 @@ def _policy_allows(rendered: Rendered, source: Mapping[str, str] | None, target:
 def test_network_policies_deny_by_default_and_allow_only_the_platform_flows(stack: Rendered) -> None:
     default_deny = get(stack, "NetworkPolicy", "default-deny")["spec"]
     assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    for flow in network.FLOWS:
+    in_cluster_database = bool(stack.objects_of("StatefulSet"))
+    clients = [network.Flow(client, "database", 3306) for client in network.DATABASE_CLIENTS]
+    for flow in [*network.FLOWS, *(clients if in_cluster_database else [])]:
         assert isinstance(flow.source, str) and isinstance(flow.target, str)
         assert _policy_allows(stack, network.PEERS[flow.source], network.PEERS[flow.target], flow.port), flow
+    for client in network.DATABASE_CLIENTS:
+        assert _policy_allows(stack, network.PEERS[client], network.PEERS["database"], 3306) is in_cluster_database
     # Nothing the flows leave out: the proxy never reaches the database, the registry never the proxy.
     assert not _policy_allows(stack, network.PEERS["proxy"], network.PEERS["database"], 3306)
     assert not _policy_allows(stack, network.PEERS["registry"], network.PEERS["proxy"], 8443)
@@ -259,14 +265,23 @@ def _places_secrets_must_not_be(rendered: Rendered) -> Iterator[tuple[str, str]]
     for key, value in rendered.outputs.items():
         if key not in rendered.secret_outputs:
             yield f"output {key}", json.dumps(value)
+    # Resource IDs are never encrypted in state (pulumi/pulumi#2717).
+    for record in rendered.resources:
+        yield f"ID of {record.type} {record.name}", str(record.id)
 
 
-def test_generated_secrets_reach_kubernetes_only_through_secrets(stack: Rendered) -> None:
+@pytest.mark.parametrize("name", ["dev", "prod", "node_port", "config_secrets"])
+def test_secrets_reach_kubernetes_only_through_secrets(name: str, request: pytest.FixtureRequest) -> None:
+    stack: Rendered = request.getfixturevalue(name)
     secrets = _generated_secrets(stack)
-    assert len(secrets) >= 10
+    assert len(secrets) >= 8
+    if name == "config_secrets":
+        secrets += CONFIG_SECRETS.values()
+        in_secrets = "".join(json.dumps(o.get("stringData", {})) for o in stack.objects_of("Secret"))
+        assert all(secret in in_secrets for secret in CONFIG_SECRETS.values())
     for place, text in _places_secrets_must_not_be(stack):
         for secret in secrets:
-            assert secret not in text, f"a generated secret appears in {place}"
+            assert secret not in text, f"a secret appears in {place}"
     for workload in workloads(stack):
         for spec in all_containers(workload):
             for item in spec.get("env", []):

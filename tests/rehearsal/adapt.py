@@ -34,6 +34,13 @@ class Ports:
     registry: int
     registry_debug: int
     portus: int
+    more_registries: tuple[tuple[int, int], ...] = ()
+    """(port, debug port) of each further registry replica; nginx's upstream reaches every replica."""
+
+    @property
+    def registries(self) -> list[tuple[int, int]]:
+        """(port, debug port) of every registry replica, the first one first."""
+        return [(self.registry, self.registry_debug), *self.more_registries]
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ class Workload:
 @dataclass(frozen=True)
 class Site:
     proxy: Workload
-    registry: Workload
+    registries: list[Workload]
+    """One per registry replica, each with its own config file (its own listen addresses)."""
     portus: Workload
     public_port: int
     """The port of ``registryHost``: nginx listens on it, as the node port does in the cluster."""
@@ -63,6 +71,10 @@ class Site:
     hosts_file: Path
     ca_dir: Path
     """Holds ``ca.crt`` (the stack's ``caCertificate``), the layout skopeo's ``--cert-dir`` reads."""
+
+    @property
+    def registry(self) -> Workload:
+        return self.registries[0]
 
 
 def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
@@ -80,14 +92,14 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     portus = _workload(objects, "portus", root)
 
     nginx_conf = Path(proxy.argv[proxy.argv.index("-c") + 1])
-    upstream_ports = {"portus": ports.portus, "registry": ports.registry}
+    upstream_ports = {"portus": [ports.portus], "registry": [port for port, _ in ports.registries]}
     upstream_hosts: dict[str, str] = {}
 
     def local_server(match: re.Match[str]) -> str:
-        # The first label of an in-cluster name is the Service's name.
+        # The first label of an in-cluster name is the Service's name; the Service reaches every replica.
         service = match[1].split(".")[0]
         upstream_hosts[service] = match[1]
-        return f"server {LOOPBACK}:{upstream_ports[service]};"
+        return "\n        ".join(f"server {LOOPBACK}:{port};" for port in upstream_ports[service])
 
     text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
@@ -97,12 +109,17 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
 
     config_file = Path(registry.argv[-1])
     config = yaml.safe_load(_localize(config_file.read_text(), registry.mounts))
-    config["http"]["addr"] = f"{LOOPBACK}:{ports.registry}"
-    config["http"]["debug"]["addr"] = f"{LOOPBACK}:{ports.registry_debug}"
     for endpoint in config["notifications"]["endpoints"]:
         url = urlsplit(endpoint["url"])
         endpoint["url"] = url._replace(netloc=f"{url.hostname}:{ports.portus}").geturl()
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    registries = []
+    for index, (port, debug_port) in enumerate(ports.registries):
+        config["http"]["addr"] = f"{LOOPBACK}:{port}"
+        config["http"]["debug"]["addr"] = f"{LOOPBACK}:{debug_port}"
+        # Replicas share everything but their listen addresses, as pods of one Deployment do.
+        replica_file = config_file if index == 0 else config_file.with_name(f"replica-{index}-{config_file.name}")
+        replica_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        registries.append(Workload([*registry.argv[:-1], str(replica_file)], dict(registry.env), registry.mounts))
 
     portus.env["PORTUS_PUMA_HOST"] = f"{LOOPBACK}:{ports.portus}"
 
@@ -120,7 +137,7 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(proxy, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(proxy, registries, portus, public_port, upstream_hosts, hosts_file, ca_dir)
 
 
 def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path) -> Workload:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -38,13 +39,16 @@ NODE_PORTS = (30000, 32767)
 SKOPEO_TIMEOUT = 300
 
 
-def render_rehearsal_stack() -> Rendered:
+def render_rehearsal_stack(overrides: Mapping[str, object] | None = None) -> Rendered:
     """The production example stack, exposed on a free node port instead of through an Ingress (there
-    is no ingress controller here), so the public names carry a port nginx can listen on."""
+    is no ingress controller here), so the public names carry a port nginx can listen on.
+
+    ``overrides`` (keys without the project prefix) change it further; a None value removes the key."""
     config, project, stack = load_stack_file(STACK_FILE)
     config = {k: v for k, v in config.items() if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
     config |= {f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS)}
-    return render_stack(config, project, stack)
+    config |= {f"{project}:{key}": value for key, value in (overrides or {}).items()}
+    return render_stack({k: v for k, v in config.items() if v is not None}, project, stack)
 
 
 @dataclass
@@ -91,6 +95,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15, interval: flo
     return met
 
 
+def _registry_healthy(debug_port: int) -> bool:
+    try:
+        with contextlib.closing(http.client.HTTPConnection(LOOPBACK, debug_port, timeout=2)) as connection:
+            connection.request("GET", REGISTRY_HEALTH_PATH)
+            return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
 def _accepts(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -100,9 +113,12 @@ def _accepts(port: int) -> bool:
 class Rig:
     """The three services of one rehearsal (created stopped) and the clients that talk to them."""
 
-    def __init__(self, rendered: Rendered, root: Path) -> None:
+    def __init__(self, rendered: Rendered, root: Path, registry_replicas: int = 1) -> None:
         self.root = root
-        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port())
+        self.ports = Ports(
+            registry=free_port(), registry_debug=free_port(), portus=free_port(),
+            more_registries=tuple((free_port(), free_port()) for _ in range(registry_replicas - 1)),
+        )
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
@@ -122,14 +138,20 @@ class Rig:
             child_env({**site.portus.env, "PYTHONPATH": str(REPO_ROOT)}), logs / "portus.log",
             lambda: _accepts(self.ports.portus),
         )
-        self.registry = Service(
-            "registry", with_hosts(site.registry.argv, site.hosts_file), child_env(site.registry.env),
-            logs / "registry.log", self._registry_healthy,
-        )
+        # Each registry replica's environment is the pod's alone (child_env): an AWS_CA_BUNDLE, say, from
+        # the caller's would change how Distribution's S3 client starts.
+        self.registries = []
+        for index, (workload, (_, debug_port)) in enumerate(zip(site.registries, self.ports.registries, strict=True)):
+            name = "registry" if index == 0 else f"registry-{index}"
+            self.registries.append(Service(
+                name, with_hosts(workload.argv, site.hosts_file), child_env(workload.env), logs / f"{name}.log",
+                functools.partial(_registry_healthy, debug_port),
+            ))
+        self.registry = self.registries[0]
         self.proxy = Service(
             "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
         )
-        self.services = [self.portus, self.registry, self.proxy]
+        self.services = [self.portus, *self.registries, self.proxy]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,14 +196,6 @@ class Rig:
     def proxy_runtime(self) -> Path:
         """The parent of nginx's temp dirs (the pod's emptyDir)."""
         return self.site.proxy.path(PROXY_RUNTIME_DIR)
-
-    def _registry_healthy(self) -> bool:
-        try:
-            with contextlib.closing(http.client.HTTPConnection(LOOPBACK, self.ports.registry_debug, timeout=2)) as c:
-                c.request("GET", REGISTRY_HEALTH_PATH)
-                return c.getresponse().status == 200
-        except OSError:
-            return False
 
     def _proxy_healthy(self) -> bool:
         try:
@@ -263,12 +277,12 @@ class Rig:
 
 
 @contextlib.contextmanager
-def running(rendered: Rendered, parent: Path | None = None) -> Iterator[Rig]:
+def running(rendered: Rendered, parent: Path | None = None, registry_replicas: int = 1) -> Iterator[Rig]:
     """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
     with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
         # nginx's workers run as nobody (the master as root): they must reach their temp dirs.
         os.chmod(root, 0o755)
-        rig = Rig(rendered, Path(root))
+        rig = Rig(rendered, Path(root), registry_replicas)
         try:
             rig.start()
             yield rig
