@@ -3,6 +3,8 @@ public entry point and the network policies so that every name, port and key agr
 
 from __future__ import annotations
 
+import math
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -20,6 +22,7 @@ from components.pki import Pki, PkiArgs
 from components.portus import Portus, PortusArgs, RegistryRecord
 from components.registry import Registry, RegistryArgs
 from components.registry.config_file import RegistrySettings
+from components.validation import quantity_value
 
 REGISTRY_RECORD_NAME = "registry"
 
@@ -113,6 +116,7 @@ class PortusPlatform(pulumi.ComponentResource):
             server_names=config.public_hosts + kube.service_dns_names(proxy.NAME, ns, domain),
             portus=Upstream(fqdn(portus.NAME), portus.PORT, keepalive=16),
             registry=Upstream(fqdn(registry.NAME), registry.LISTEN_PORT, keepalive=32),
+            worker_processes=max(1, math.ceil(quantity_value(config.resources["proxy"].cpu_limit))),
             log_level=config.log_level,
         )
         edge = Proxy("proxy", ProxyArgs(

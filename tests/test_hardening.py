@@ -335,3 +335,17 @@ def test_portus_waits_for_its_database_and_registry_but_its_service_does_not(pro
     # nginx resolves the upstream names when it starts: the Services exist from the beginning.
     for service in ("portus-svc", "registry-svc"):
         assert by_name["Service", service].options["dependencies"] == [by_name["Namespace", "namespace"].options["urn"]]
+
+
+def test_nginx_starts_one_worker_per_cpu_of_its_limit(dev: Rendered, prod: Rendered,
+                                                      render: Callable[[Mapping[str, object]], Rendered]) -> None:
+    # `auto` would count the node's CPUs, whatever the container's limit.
+    def workers(rendered: Rendered) -> str:
+        conf = get(rendered, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
+        return conf.split("worker_processes ", 1)[1].split(";", 1)[0]
+
+    limits = {name: container(get(r, "Deployment", "proxy"))["resources"]["limits"]["cpu"]
+              for name, r in (("dev", dev), ("prod", prod))}
+    assert (limits, workers(dev), workers(prod)) == ({"dev": "2", "prod": "4"}, "2", "4")
+    fractional = render({**stack_config("dev"), "portus:resources": {"proxy": {"limits": {"cpu": "1500m"}}}})
+    assert workers(fractional) == "2"
