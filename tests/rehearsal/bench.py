@@ -123,16 +123,20 @@ def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def _spread(phase: Phase) -> str:
+    """When the first and the last client finished: far apart means the route served them unevenly."""
+    return f"{min(phase.client_seconds):.2f}-{max(phase.client_seconds):.2f}s"
+
+
 def _report(round_: int, runs: dict[str, Run], baseline: Route, candidate: Route, mib: float, totals: Totals) -> None:
     parts = []
     for phase in ("push", "pull"):
         base, cand = getattr(runs[baseline.name], phase), getattr(runs[candidate.name], phase)
         ratio = base.seconds / cand.seconds
         totals.ratios[phase].append(ratio)
-        spread = f"{min(cand.client_seconds):.2f}-{max(cand.client_seconds):.2f}s"
         parts.append(
             f"{phase} {baseline.name} {base.seconds:.2f}s {candidate.name} {cand.seconds:.2f}s ratio {ratio:.2f}"
-            f" (clients {spread}, nginx {1000 * cand.relay_cpu / mib:.1f} ms cpu/MiB)"
+            f" (clients {_spread(base)} / {_spread(cand)}, nginx {1000 * cand.relay_cpu / mib:.1f} ms cpu/MiB)"
         )
     print(f"round {round_} [load {_load()}]: " + "; ".join(parts), flush=True)
 
