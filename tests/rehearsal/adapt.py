@@ -81,9 +81,10 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     """Write the proxy's, the registry's and Portus's files under ``root`` and return how to run them.
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
-    ``server`` lines (127.0.0.1 and the local ports; ``proxy_ssl_name`` keeps the in-cluster names);
-    the registry's ``http.addr``, ``http.debug.addr`` and the webhook URL's port (its host stays, and
-    resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
+    ``server`` lines (127.0.0.1 and the local ports, one line per registry replica, as the Service
+    reaches every pod; ``proxy_ssl_name`` keeps the in-cluster names); the registry's ``http.addr``,
+    ``http.debug.addr`` (each replica its own, in its own copy of config.yml) and the webhook URL's port
+    (its host stays, and resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
     public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3  # comes with moto[server]
 import pytest
 
 from tests.objects import container, env, get, registry_config
@@ -109,8 +110,6 @@ def layered_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
 
 
 def _s3(url: str) -> Any:
-    import boto3  # moto[server] brings it
-
     return boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
 
