@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi.runtime.config
 
+from components.database.backup import BackupConfig
 from components.database.endpoint import (
     ADAPTERS,
     DEFAULT_PORTS,
@@ -26,6 +27,8 @@ from components.database.endpoint import (
 )
 from components.edge.exposure import Exposure
 from components.kube import ResourceSpec
+from components.monitoring import MetricsConfig
+from components.portus import CATALOG_SYNC
 from components.registry.cache import BlobDescriptorCache, InMemoryCache, RedisCache
 from components.registry.storage import (
     ACCESS_MODES,
@@ -46,8 +49,10 @@ from components.validation import (
     byte_quantity,
     cidr_list,
     cpu_quantity,
+    cron_schedule,
     dns_label,
     email,
+    folder,
     host_name,
     host_port,
     int_between,
@@ -89,6 +94,8 @@ class StorageConfig:
     registry: StorageBackend
     database_size: str
     keep_on_destroy: bool
+    adopt_existing: bool
+    """Take over the namespace, claims and StatefulSet of these names when they already exist."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class Images:
     registry: str
     database: str
     proxy: str
+    proxy_exporter: str
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,11 @@ class PlatformConfig:
     log_level: str
     signup_enabled: bool
     cluster_domain: str
+    render_yaml_to: str | None
+    """Write the objects as YAML into this folder instead of deploying them."""
+    catalog_sync: str
+    backup: BackupConfig
+    metrics: MetricsConfig
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -156,6 +169,8 @@ class Key:
 
 
 _REQUIRED = object()
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 KEYS: tuple[Key, ...] = (
     Key("host", host_name, _REQUIRED, "string",
@@ -189,7 +204,8 @@ KEYS: tuple[Key, ...] = (
     Key("registryCache", as_object, {"type": "inmemory"}, None,
         "The registry's blob-descriptor cache: {type: inmemory} (per pod) or {type: redis, address: host:port, "
         "passwordSecret?, password?, db?, cidrs?} (shared).", holds_secrets=True),
-    Key("databaseStorageSize", byte_quantity, "8Gi", "string", "Size of the MariaDB volume."),
+    Key("databaseStorageSize", byte_quantity, "8Gi", "string",
+        "Size of the MariaDB volume when its claim is created; grow the claim itself later."),
     Key("database", as_object, {"type": "internal"}, None,
         "Portus's database: {type: internal} (MariaDB in the namespace) or {type: external, adapter: "
         "mysql2|postgresql, host, port?, name, username, passwordSecret?, password?, cidrs?}.", holds_secrets=True),
@@ -200,6 +216,8 @@ KEYS: tuple[Key, ...] = (
     Key("databaseImage", pinned_image, "mariadb:10.11.10", "string", "MariaDB image."),
     Key("proxyImage", pinned_image, "nginxinc/nginx-unprivileged:1.27.3-alpine", "string",
         "Unprivileged nginx image of the reverse proxy."),
+    Key("proxyExporterImage", pinned_image, "nginx/nginx-prometheus-exporter:1.4.0", "string",
+        "Image of the proxy's Prometheus exporter sidecar (nginx stub_status to Prometheus metrics)."),
     Key("portusReplicas", int_between(1, 10), 1, "integer", "Replicas of the Portus web Deployment."),
     Key("proxyReplicas", int_between(1, 10), 2, "integer", "Replicas of the nginx proxy Deployment."),
     Key("resources", as_object, {}, None,
@@ -209,6 +227,24 @@ KEYS: tuple[Key, ...] = (
         "Log level of Portus, the registry and the proxy."),
     Key("signupEnabled", as_bool, False, "boolean", "Let anyone create a Portus account from the sign-in page."),
     Key("clusterDomain", host_name, "cluster.local", "string", "DNS domain of the cluster's Services."),
+    Key("adoptExisting", as_bool, False, "boolean",
+        "Take over the namespace, registry claim and MariaDB StatefulSet if they already exist (data an earlier "
+        "pulumi destroy kept); while on, destroy deletes none of them."),
+    Key("renderYamlTo", optional(folder), None, "string",
+        "Write every Kubernetes object as YAML into this folder (relative to the project) instead of deploying "
+        "it; Secrets are written in plain text."),
+    Key("catalogSync", one_of(*CATALOG_SYNC), "update", "string",
+        "How Portus's background worker syncs the registry catalog into the UI: update (add what push events "
+        "missed, e.g. OCI images), update-delete (also remove what is gone), initial (once, on an empty "
+        "database) or disabled."),
+    Key("backup", as_object, {}, None,
+        "Scheduled dumps of the internal database: {enabled (default true with the internal database), "
+        "schedule (cron, UTC; default '15 3 * * *'), retain (default 7), storageSize (default 10Gi), "
+        "storageClass (default storageClass)}."),
+    Key("metrics", as_object, {}, None,
+        "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
+        "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
+        "labels: extra labels for the Prometheus selector}."),
 )
 
 
@@ -248,6 +284,40 @@ def _parse_resources(raw: dict[str, Any]) -> dict[str, ResourceSpec]:
     return resources
 
 
+def parse_backup(raw: dict[str, Any], internal_database: bool, default_class: str | None) -> BackupConfig:
+    """Backups dump the platform's own MariaDB: on by default with it, and impossible without it."""
+    fields = ObjectValue("backup", raw, ("enabled", "schedule", "retain", "storageSize", "storageClass"))
+    enabled = fields.get("enabled", as_bool, internal_database)
+    if enabled and not internal_database:
+        raise fields.error("enabled", "backups dump the internal MariaDB; back up an external database with its "
+                           "own tools and set backup.enabled to false")
+    defaults = BackupConfig(enabled=enabled)
+    return BackupConfig(
+        enabled=enabled,
+        schedule=fields.get("schedule", cron_schedule, defaults.schedule),
+        retain=fields.get("retain", int_between(1, 365), defaults.retain),
+        storage_size=fields.get("storageSize", byte_quantity, defaults.storage_size),
+        storage_class=fields.get("storageClass", dns_label, default_class),
+    )
+
+
+def _label_values(raw: Any) -> dict[str, str]:
+    labels = as_object(raw)
+    if not all(isinstance(v, str) and _LABEL_VALUE.match(v) and _LABEL_KEY.match(k) for k, v in labels.items()):
+        raise ValueError("an object of Kubernetes labels, e.g. {release: kube-prometheus-stack}")
+    return labels
+
+
+def _parse_metrics(raw: dict[str, Any]) -> MetricsConfig:
+    fields = ObjectValue("metrics", raw, ("serviceMonitor", "namespace", "labels"))
+    defaults = MetricsConfig()
+    return MetricsConfig(
+        service_monitor=fields.get("serviceMonitor", as_bool, defaults.service_monitor),
+        namespace=fields.get("namespace", dns_label, defaults.namespace),
+        labels=fields.get("labels", _label_values, defaults.labels),
+    )
+
+
 def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     """Builds the typed config from raw values keyed by config key (without the project prefix)."""
     known = {key.name: key for key in KEYS}
@@ -270,6 +340,8 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
 
     mode = Exposure(values["exposure"])
     exposure = _parse_exposure(mode, values, raw)
+    if values["renderYamlTo"] and values["adoptExisting"]:
+        raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
     registry_storage = _parse_registry_storage(values)
     if values["registryReplicas"] > 1 and not registry_storage.shared:
         raise ConfigError(
@@ -277,6 +349,8 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             "more than 1 needs storage every replica can use: registryStorage type s3, or type filesystem "
             "with accessMode ReadWriteMany",
         )
+    resources = _parse_resources(values["resources"])
+    database = _parse_database(values, resources["database"])
     return PlatformConfig(
         namespace=values["namespace"],
         host=values["host"],
@@ -287,13 +361,15 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             registry=registry_storage,
             database_size=values["databaseStorageSize"],
             keep_on_destroy=values["keepDataOnDestroy"],
+            adopt_existing=values["adoptExisting"],
         ),
         images=Images(
             portus=values["portusImage"], registry=values["registryImage"],
             database=values["databaseImage"], proxy=values["proxyImage"],
+            proxy_exporter=values["proxyExporterImage"],
         ),
-        resources=(resources := _parse_resources(values["resources"])),
-        database=_parse_database(values, resources["database"]),
+        resources=resources,
+        database=database,
         registry_cache=_parse_registry_cache(values["registryCache"]),
         registry_replicas=values["registryReplicas"],
         portus_replicas=values["portusReplicas"],
@@ -303,6 +379,10 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         log_level=values["logLevel"],
         signup_enabled=values["signupEnabled"],
         cluster_domain=values["clusterDomain"],
+        render_yaml_to=values["renderYamlTo"],
+        catalog_sync=values["catalogSync"],
+        backup=database.backup,
+        metrics=_parse_metrics(values["metrics"]),
     )
 
 
@@ -375,12 +455,14 @@ def _parse_database(values: dict[str, Any], resources: ResourceSpec) -> Database
     db = ObjectValue("database", values["database"], (
         "type", "adapter", "host", "port", "name", "username", "passwordSecret", "password", "cidrs",
     ), secrets=("password",))
-    if db.require("type", one_of("internal", "external"), "required: internal or external") == "internal":
+    internal = db.require("type", one_of("internal", "external"), "required: internal or external") == "internal"
+    backup = parse_backup(values["backup"], internal_database=internal, default_class=values["storageClass"])
+    if internal:
         for name in db.fields[1:]:
             db.check(not db.has(name), name, "only applies to type external")
         return InternalDatabase(
             image=values["databaseImage"], resources=resources, storage_size=values["databaseStorageSize"],
-            storage_class=values["storageClass"],
+            storage_class=values["storageClass"], backups=backup,
         )
     db.check(db.has("password") or db.has("passwordSecret"), "passwordSecret",
              "required with type external: passwordSecret (a Secret with key password) or password (secret config)")

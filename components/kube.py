@@ -1,8 +1,10 @@
 """Kubernetes building blocks shared by every component: labels, restricted security contexts,
-resources, probes, checksums and Service DNS names."""
+resources, probes, checksums, Service DNS names, the objects that hold data, and Jobs."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,17 +37,67 @@ PART_OF = "portus"
 INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
 
 
+# The provider awaits a claim it creates until `Bound`, or `Pending` under a WaitForFirstConsumer class,
+# with a hard 5-minute watch; adopting a claim that is already Bound under such a class waits for `Pending`
+# and fails (await/awaiters.go ``untilCoreV1PersistentVolumeClaimReady``: only an update accepts Bound).
+# The pods that mount a claim prove it instead: the Deployment await requires every claim its pods use to
+# be Bound (await/deployment.go ``pvcsAvailable``), a StatefulSet's pods cannot be ready without theirs.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
+def claim_spec(size: str, storage_class: str | None,
+               access_mode: str = "ReadWriteOnce") -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
+    return k8s.core.v1.PersistentVolumeClaimSpecArgs(
+        access_modes=[access_mode],
+        storage_class_name=storage_class,
+        resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+    )
+
+
 @dataclass(frozen=True)
 class KeptData:
-    """How the objects that hold data are declared: kept in the cluster by ``pulumi destroy`` (unless the
-    stack says otherwise) and managed through the provider that adopts them on a later deploy."""
+    """How the objects that hold data (the namespace, the claims) and the StatefulSet that owns a claim
+    are declared: ``pulumi destroy`` keeps the data unless the stack says otherwise, and a later deploy
+    takes it over only when the stack says so.
+
+    They go through their own provider. Its create of an object that already exists adopts it only with
+    ``adopt_existing`` (``upsertExistingObjects``); otherwise the create fails with AlreadyExists
+    (await.go ``Creation`` @ v4.29.0+), so another stack's objects are never taken over by accident.
+    Adopted objects may be another stack's: while ``adopt_existing`` is on, destroy deletes none of them.
+    """
 
     keep_on_destroy: bool
+    adopt_existing: bool
     provider: pulumi.ProviderResource
 
+    @property
+    def keeps_data(self) -> bool:
+        return self.keep_on_destroy or self.adopt_existing
+
+    @property
+    def claim_retention(self) -> str:
+        """A StatefulSet's ``persistentVolumeClaimRetentionPolicy`` for its claims."""
+        return "Retain" if self.keeps_data else "Delete"
+
     def options(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+        """For what holds data: the namespace (deleting it deletes every claim in it) and the claims."""
+        return pulumi.ResourceOptions(parent=parent, retain_on_delete=self.keeps_data, provider=self.provider, **extra)
+
+    def workload_options(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+        """For a StatefulSet: its claims outlive it (``claim_retention``), so destroy deletes it and leaves
+        nothing running, unless it may have been adopted."""
         return pulumi.ResourceOptions(
-            parent=parent, retain_on_delete=self.keep_on_destroy, provider=self.provider, **extra
+            parent=parent, retain_on_delete=self.adopt_existing, provider=self.provider, **extra
+        )
+
+    def claim(self, resource_name: str, name: str, namespace: pulumi.Input[str], component: str, size: str,
+              storage_class: str | None, parent: pulumi.Resource,
+              access_mode: str = "ReadWriteOnce") -> k8s.core.v1.PersistentVolumeClaim:
+        return k8s.core.v1.PersistentVolumeClaim(
+            resource_name,
+            metadata=metadata(name, namespace, component, annotations=SKIP_AWAIT),
+            spec=claim_spec(size, storage_class, access_mode),
+            opts=self.options(parent),
         )
 
 
@@ -185,18 +237,47 @@ def service_account(resource_name: str, name: str, namespace: pulumi.Input[str],
 
 def cluster_ip_service(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                        ports: Sequence[k8s.core.v1.ServicePortArgs],
-                       opts: pulumi.ResourceOptions, headless: bool = False) -> k8s.core.v1.Service:
+                       opts: pulumi.ResourceOptions, headless: bool = False,
+                       selector: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+    """A Service for the pods of workload ``name``, or of ``selector``."""
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, component),
         spec=k8s.core.v1.ServiceSpecArgs(
-            selector=selector_labels(name),
+            selector=dict(selector) if selector else selector_labels(name),
             ports=list(ports),
             cluster_ip="None" if headless else None,
             publish_not_ready_addresses=True if headless else None,
         ),
         opts=opts,
     )
+
+
+def cluster_ip(service: k8s.core.v1.Service) -> pulumi.Output[str]:
+    """The address the API server gave a Service, e.g. for ``hostAliases``.
+
+    A preview that cannot ask the API server (client-side apply, a refused dry run, no cluster) gets the
+    Service back without it (provider.go ``Create``, "cannot preview Create" @ v4.29.0..v4.32.0): the
+    address then stays unknown, so the pods that use it preview as unchanged instead of as replaced."""
+
+    def assigned(spec: k8s.core.v1.outputs.ServiceSpec) -> pulumi.Input[str]:
+        if spec.cluster_ip:
+            return spec.cluster_ip
+        if pulumi.runtime.is_dry_run():
+            return _unknown()
+        raise pulumi.RunError("a Service that backs hostAliases has no cluster IP")
+
+    return service.spec.apply(assigned)
+
+
+def _unknown() -> pulumi.Output[str]:
+    """An output whose value ``pulumi preview`` shows as computed (known after the update)."""
+    loop = asyncio.get_event_loop()
+    value: asyncio.Future[str | None] = loop.create_future()
+    known: asyncio.Future[bool] = loop.create_future()
+    value.set_result(None)
+    known.set_result(False)
+    return pulumi.Output(set(), value, known)  # type: ignore[arg-type]
 
 
 def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
@@ -303,4 +384,73 @@ def init_container(name: str, image: str, command: Sequence[str],
         volume_mounts=list(volume_mounts),
         resources=resources(INIT_RESOURCES),
         security_context=restricted_container_security(),
+    )
+
+
+# --- Jobs: tasks that run to completion ----------------------------------------------------------------
+# pulumi-kubernetes awaits a Job until `Complete=True`; `Failed=True` with reason BackoffLimitExceeded or
+# DeadlineExceeded fails the update at once (provider/pkg/await/checker/job/check.go @ v4.29.0..v4.32.0).
+# Portus pulls a large image and boots Rails: a cold node outlasts the provider's 10-minute default.
+JOB_TIMEOUT_MINUTES = 20
+JOB_TIMEOUTS = pulumi.CustomTimeouts(create=f"{JOB_TIMEOUT_MINUTES}m", update=f"{JOB_TIMEOUT_MINUTES}m")
+# Kubernetes ends the Job (DeadlineExceeded) a minute before Pulumi stops waiting: `pulumi up` reports the
+# Job's own failure with its pods' messages, never a timeout that leaves the Job running behind it.
+JOB_DEADLINE_SECONDS = JOB_TIMEOUT_MINUTES * 60 - 60
+# A Job that is not Complete when `pulumi up` diffs it (it failed) is deleted and created again, so the
+# next `up` re-runs it; without this, the failed Job stays in state and fails every later `up` at once.
+# The provider honours it for Jobs only (provider.go Diff, `metadata.ReplaceUnready` @ v4.29.0..v4.32.0).
+REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
+
+
+def run_to_completion(spec: k8s.core.v1.PodSpecArgs) -> k8s.core.v1.PodSpecArgs:
+    """The pod of a Job or CronJob: never restarted in place, so every failed attempt stays as a Failed pod
+    whose logs can be read (with ``OnFailure`` Kubernetes deletes the pods when the backoff limit is hit),
+    and each container's termination message falls back to the end of its log, which the provider's pod
+    checker puts into the error `pulumi up` prints (checker/pod/check.go ``containerTerminatedError``)."""
+    pod = copy.copy(spec)
+    pod.restart_policy = "Never"
+    pod.containers = _log_on_error(spec.containers)
+    pod.init_containers = _log_on_error(spec.init_containers) or None
+    return pod
+
+
+def _log_on_error(containers: object) -> list[k8s.core.v1.ContainerArgs]:
+    assert containers is None or (
+        isinstance(containers, Sequence) and all(isinstance(c, k8s.core.v1.ContainerArgs) for c in containers)
+    ), "a task's containers are declared, not computed"
+    result = []
+    for container in containers or ():
+        changed = copy.copy(container)
+        changed.termination_message_policy = "FallbackToLogsOnError"
+        result.append(changed)
+    return result
+
+
+def job_spec(pod_metadata: k8s.meta.v1.ObjectMetaArgs, pod: k8s.core.v1.PodSpecArgs, backoff_limit: int = 6,
+             deadline_seconds: int = JOB_DEADLINE_SECONDS) -> k8s.batch.v1.JobSpecArgs:
+    """A Job's spec under the rules above; a CronJob's ``job_template`` takes the same spec (Pulumi does
+    not wait for a CronJob's Jobs, so it may give them a longer ``deadline_seconds``)."""
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=deadline_seconds,
+        template=k8s.core.v1.PodTemplateSpecArgs(metadata=pod_metadata, spec=run_to_completion(pod)),
+    )
+
+
+def job(resource_name: str, metadata: k8s.meta.v1.ObjectMetaArgs, pod_metadata: k8s.meta.v1.ObjectMetaArgs,
+        pod: k8s.core.v1.PodSpecArgs, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """A Job Pulumi runs and waits for: run again by the next ``pulumi up`` if it failed, stopped by
+    Kubernetes before Pulumi's own timeout. Jobs are immutable: give it a new name whenever what it does
+    changes, and ``depends_on`` what it needs."""
+    annotations = metadata.annotations or {}
+    assert isinstance(annotations, Mapping), "a Job's annotations are declared, not computed"
+    annotated = copy.copy(metadata)
+    annotated.annotations = {**annotations, **REPLACE_UNREADY}
+    return k8s.batch.v1.Job(
+        resource_name,
+        metadata=annotated,
+        spec=job_spec(pod_metadata, pod),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(delete_before_replace=True, custom_timeouts=JOB_TIMEOUTS)
+        ),
     )

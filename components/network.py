@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import database, kube, portus, registry
+from components.database import backup
 from components.edge import nginx_conf, proxy
 from components.portus import tasks
 
@@ -32,6 +33,8 @@ PEERS: dict[str, dict[str, str]] = {
     "database": kube.selector_labels(database.NAME),
     "migrate": _task_pods(tasks.MIGRATE_COMPONENT),
     "bootstrap": _task_pods(tasks.BOOTSTRAP_COMPONENT),
+    # The backup CronJob's pods and the restore pods started from it.
+    "backup": kube.selector_labels(backup.NAME),
 }
 
 
@@ -81,6 +84,10 @@ FLOWS: tuple[Flow, ...] = (
 # Every workload that connects to Portus's database; where it is, and so the flows, depends on the
 # configuration (components/database/endpoint.py).
 DATABASE_CLIENTS = ("portus", "background", "migrate", "bootstrap")
+
+
+# Only with backups on: their pods dump (and restore) the database.
+BACKUP_FLOW = Flow("backup", "database", database.PORT)
 
 
 def edge_flow(ingress_controller_namespace: str | None) -> Flow:
@@ -136,6 +143,8 @@ class NetworkPolicies(pulumi.ComponentResource):
             )],
         ))
         for workload, selector in PEERS.items():
+            if not any(workload in (flow.source, flow.target) for flow in args.flows):
+                continue  # a workload this stack does not run
             ingress = [
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=_peers(flow.source), ports=_port(flow.port))
                 for flow in args.flows if flow.target == workload

@@ -8,14 +8,15 @@ import math
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube, network, portus, registry
+from components import kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
-from components.database import generated_password
+from components.database import backup, generated_password
 from components.edge import proxy
 from components.edge.exposure import Exposure
 from components.edge.ingress import PublicIngress, PublicIngressArgs
 from components.edge.nginx_conf import NginxSettings, Upstream
 from components.edge.proxy import Proxy, ProxyArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.pki import Pki, PkiArgs
@@ -36,20 +37,53 @@ def ca_install_paths(registry_address: str) -> dict[str, str]:
     }
 
 
-def kept_data_provider(parent: pulumi.Resource) -> k8s.Provider:
+def _kubeconfig() -> pulumi.Input[str]:
+    """``kubernetes:kubeconfig``, as a secret: an explicit provider's inputs are stored in state, and the
+    provider's schema does not mark it secret (provider/pkg/gen/schema.go @ v4.32.0). Unset, it is "",
+    which the provider treats as unset (provider.go ``Configure``): it loads the kubeconfig at run time
+    the way the default provider and kubectl do (``$KUBECONFIG``, ``~/.kube/config``), and the SDK does not
+    copy ``$KUBECONFIG`` into state, as it does when the value is None."""
+    kubeconfig = pulumi.Config("kubernetes").get_secret("kubeconfig")
+    return "" if kubeconfig is None else kubeconfig
+
+
+def render_provider(name: str, folder: str, parent: pulumi.Resource) -> k8s.Provider:
+    """A provider that writes each object to ``folder`` instead of applying it (provider.go ``renderYaml``
+    @ v4.29.0..v4.32.0: ``1-manifest/<apiVersion>-<kind>-<namespace>-<name>.yaml``, Secrets as given, in
+    plain text). ``always_render`` (4.26.0+) writes every object on every run, changed or not, so the folder
+    always holds the whole platform. The SDK copies ``$KUBECONFIG`` into an unset ``kubeconfig``, which
+    CheckConfig refuses next to a render folder before 4.32.0 (#4399); an empty one counts as unset there
+    and in Configure."""
+    return k8s.Provider(
+        name, render_yaml_to_directory=folder, always_render=True, kubeconfig="",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def kept_data_provider(parent: pulumi.Resource, adopt_existing: bool, render_to: str | None) -> k8s.Provider:
     """The provider of the objects ``pulumi destroy`` keeps (namespace, registry claim, database).
 
-    When a stack is deployed again they already exist, and the provider adopts them instead of failing
-    with "already exists". Only these fixed-name objects use it, so a renamed resource elsewhere can
-    never be adopted and then deleted. It reads the same cluster settings as the default provider.
-    """
+    Rules from pulumi-kubernetes' source (await.go ``Creation`` and ``patchForce``, provider.go
+    ``Configure`` @ v4.29.0..v4.32.0):
+    - With server-side apply, a create of an object that exists adopts it only with
+      ``upsertExistingObjects``; without, it fails with AlreadyExists. It is set from
+      ``portus:adoptExisting`` alone (an explicit value wins over PULUMI_K8S_UPSERT_EXISTING_OBJECTS).
+    - Every stack's provider picks its own random field manager, so the objects an earlier stack applied
+      are owned by a manager this one is not; a field whose value differs (the StatefulSet's
+      ``checksum/secret``, say) is a conflict. ``enablePatchForce`` takes such fields over.
+    Only these fixed-name objects use it, so no other resource can be adopted. It deploys where the
+    default provider does (``kubernetes:kubeconfig``, ``context``, ``cluster``), or renders."""
+    if render_to:
+        return render_provider("kept-data", render_to, parent)
     cluster = pulumi.Config("kubernetes")
     return k8s.Provider(
         "kept-data",
-        upsert_existing_objects=True,
-        kubeconfig=cluster.get("kubeconfig"),
+        kubeconfig=_kubeconfig(),
         context=cluster.get("context"),
         cluster=cluster.get("cluster"),
+        enable_server_side_apply=True,
+        upsert_existing_objects=adopt_existing,
+        enable_patch_force=True,
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
@@ -67,7 +101,12 @@ class PortusPlatform(pulumi.ComponentResource):
 
     def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:platform:PortusPlatform", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        render_to = config.render_yaml_to
+        # Rendering, every object goes through a provider that writes files; deploying, through the
+        # default provider as always (a resource moved to another provider would change).
+        child = pulumi.ResourceOptions(
+            parent=self, providers=[render_provider("render", render_to, self)] if render_to else None,
+        )
         ns, domain = config.namespace, config.cluster_domain
 
         def fqdn(service: str) -> str:
@@ -83,12 +122,15 @@ class PortusPlatform(pulumi.ComponentResource):
             },
             token_issuer=config.host,
         ), child)
-        kept = kube.KeptData(config.storage.keep_on_destroy, kept_data_provider(self))
+        kept = kube.KeptData(
+            config.storage.keep_on_destroy, config.storage.adopt_existing,
+            kept_data_provider(self, config.storage.adopt_existing, render_to),
+        )
         namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
             name=ns, ca_cert_pem=pki.ca_cert_pem, kept=kept,
         ), child)
 
-        db = config.database.deploy(namespace.name, fqdn, kept, self)
+        db = config.database.deploy(namespace.name, fqdn, kept, child)
 
         registry_settings = RegistrySettings(
             token_realm=f"{config.portal_url}/v2/token",
@@ -112,6 +154,13 @@ class PortusPlatform(pulumi.ComponentResource):
             kept=kept,
         ), child)
 
+        if render_to:
+            # The provider returns a rendered object as declared: no API server assigned a cluster IP.
+            pulumi.log.warn(
+                "portus:renderYamlTo: Portus's pods get no hostAliases, as a rendered Service has no cluster IP; "
+                "the public names must resolve to the proxy inside the cluster (README, \"Rendering YAML\")",
+                resource=self,
+            )
         nginx_settings = NginxSettings(
             server_names=config.public_hosts + kube.service_dns_names(proxy.NAME, ns, domain),
             portus=Upstream(fqdn(portus.NAME), portus.PORT, keepalive=16),
@@ -122,6 +171,7 @@ class PortusPlatform(pulumi.ComponentResource):
         edge = Proxy("proxy", ProxyArgs(
             namespace=namespace.name,
             image=config.images.proxy,
+            exporter_image=config.images.proxy_exporter,
             replicas=config.proxy_replicas,
             resources=config.resources["proxy"],
             settings=nginx_settings,
@@ -139,9 +189,10 @@ class PortusPlatform(pulumi.ComponentResource):
             background_resources=config.resources["background"],
             fqdn=config.host,
             public_hosts=config.public_hosts,
-            proxy_cluster_ip=edge.cluster_ip,
+            proxy_cluster_ip=None if render_to else kube.cluster_ip(edge.internal_service),
             log_level=config.log_level,
             signup_enabled=config.signup_enabled,
+            catalog_sync=config.catalog_sync,
             database=db.connection,
             certificate=pki.certificates["portus"],
             token_key_pem=pki.token_key_pem,
@@ -168,12 +219,23 @@ class PortusPlatform(pulumi.ComponentResource):
                 proxy_tls_name=fqdn(proxy.NAME),
                 ca_secret=namespace.ca_secret,
             ), child)
+        if config.metrics.service_monitor:
+            Monitoring("monitoring", MonitoringArgs(
+                namespace=namespace.name,
+                namespace_name=ns,
+                config=config.metrics,
+                portus_deployment=portus.NAME,
+                backup_cronjob=backup.NAME if config.backup.enabled else None,
+                backup_deadline_seconds=backup.BACKUP_DEADLINE_SECONDS,
+            ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
             flows=[
                 *network.FLOWS,
                 network.edge_flow(config.exposure.ingress_controller_namespace),
                 *config.database.flows(network.DATABASE_CLIENTS),
+                *([network.BACKUP_FLOW] if config.backup.enabled else []),
+                *monitoring.scrape_flows(config.metrics),
                 *(network.to_remote("registry", remote)
                   for remote in [*config.storage.registry.remotes(), *config.registry_cache.remotes()]),
             ],

@@ -160,6 +160,14 @@ def portus_username(raw: Any) -> str:
     return value
 
 
+def folder(raw: Any) -> str:
+    """A directory path as the provider receives it: it neither expands ``~`` nor variables."""
+    value = as_str(raw)
+    if value.startswith("~") or "$" in value or any(c in value for c in "\0\n\r"):
+        raise ValueError("a folder path, absolute or relative to the project directory (no ~ or $VARIABLES)")
+    return value
+
+
 def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def parse_optional(raw: Any) -> Any:
         return None if raw in (None, "") else parse(raw)
@@ -174,6 +182,21 @@ def quantity_value(quantity: str) -> float:
     match = _BYTES.match(quantity)
     assert match, quantity
     return float(match.group(1)) * _BYTE_FACTORS[match.group(2)]
+
+
+_CRON_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
+_CRON_FIELD = re.compile(rf"^{_CRON_ITEM}(,{_CRON_ITEM})*$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def cron_schedule(raw: Any) -> str:
+    """A Kubernetes CronJob schedule: five cron fields or a macro such as @daily (no TZ= prefix: the
+    CronJob's timeZone says which zone)."""
+    value = as_str(raw).strip()
+    fields = value.split()
+    if value not in _CRON_MACROS and (len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields)):
+        raise ValueError("a cron schedule of five fields (minute hour day month weekday), e.g. '15 3 * * *', or @daily")
+    return " ".join(fields) if len(fields) == 5 else value
 
 
 def port(raw: Any) -> int:

@@ -17,15 +17,19 @@ import ipaddress
 import re
 import secrets
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
@@ -53,7 +57,7 @@ class ResourceRecord:
     secret_outputs: list[str] = field(default_factory=list)
     options: dict[str, JSON] = field(default_factory=dict)
     """Resource options as the engine receives them: urn, parent, dependencies (URNs), protect,
-    retainOnDelete, deleteBeforeReplace, ignoreChanges."""
+    retainOnDelete, deleteBeforeReplace, ignoreChanges, customTimeouts."""
 
     def to_json(self) -> dict[str, JSON]:
         return asdict(self)
@@ -67,7 +71,10 @@ class ResourceRecord:
 
 
 def unwrap_secrets(value: JSON) -> JSON:
-    """Strip Pulumi's secret envelopes at every depth."""
+    """Strip Pulumi's secret envelopes at every depth; a value unknown in a preview becomes the
+    engine's marker for it (``rpc.UNKNOWN``)."""
+    if isinstance(value, Unknown):
+        return rpc.UNKNOWN
     value = rpc.unwrap_rpc_secret(value)
     if isinstance(value, dict):
         return {k: unwrap_secrets(v) for k, v in value.items()}
@@ -736,9 +743,10 @@ def _fake_cluster_ip(key: str) -> str:
     return str(ipaddress.ip_address(base + 16 + _stable_int(key, (1 << 20) - 32)))
 
 
-def _kubernetes_object(
+def _checked_object(
     args: MockResourceArgs, inputs: dict[str, JSON]
 ) -> tuple[str, dict[str, JSON]]:
+    """The object as the provider's Check leaves it (auto-name, namespace), and its ID ``fqObjName``."""
     gvk = kubernetes_gvk(args.typ)
     if gvk is None:
         raise ProviderError(f"unsupported kubernetes resource type {args.typ}")
@@ -761,9 +769,39 @@ def _kubernetes_object(
         if namespaced
         else metadata["name"]
     )
+    return qualified, outputs
+
+
+def _kubernetes_object(
+    args: MockResourceArgs, inputs: dict[str, JSON]
+) -> tuple[str, dict[str, JSON]]:
+    """The object as the API server returns it from a create."""
+    qualified, outputs = _checked_object(args, inputs)
     if outputs["kind"] == "Service":
         _fill_service(outputs, qualified)
     return qualified, outputs
+
+
+def _render_object(
+    args: MockResourceArgs, inputs: dict[str, JSON], folder: Path
+) -> tuple[str, dict[str, JSON]]:
+    """What pulumi-kubernetes does with a ``renderYamlToDirectory`` provider (provider.go ``renderYaml``,
+    ``renderPathForResource``, ``Create`` @ v4.32.0): the checked object is written as YAML (keys sorted,
+    as Go's JSON-to-YAML writes them) to ``0-crd/`` or ``1-manifest/``, directories 0700 and files 0600;
+    its outputs are its inputs, with nothing a server would fill in."""
+    qualified, obj = _checked_object(args, inputs)
+    metadata = obj["metadata"]
+    name = "-".join([
+        re.sub("[/:]", "_", obj["apiVersion"]), obj["kind"].lower(), metadata.get("namespace") or "default",
+        metadata["name"],
+    ])
+    crd = obj["kind"] == "CustomResourceDefinition" and obj["apiVersion"].startswith("apiextensions.k8s.io/")
+    path = folder / ("0-crd" if crd else "1-manifest") / f"{name}.yaml"
+    for directory in (folder / "0-crd", folder / "1-manifest"):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(obj, sort_keys=True))
+    path.chmod(0o600)
+    return qualified, obj
 
 
 def _fill_service(service: dict[str, JSON], qualified: str) -> None:
@@ -796,10 +834,18 @@ _PROVIDER_PACKAGES = ("kubernetes", "tls", "random")
 
 
 class PlatformMocks(Mocks):
-    """Mocks that act like the tls, random and kubernetes providers and record everything."""
+    """Mocks that act like the tls, random and kubernetes providers and record everything.
 
-    def __init__(self) -> None:
+    With ``preview``, Kubernetes objects come back as pulumi-kubernetes returns a create it cannot
+    preview against the API server (client-side apply, a dry run refused, an unreachable cluster): the
+    inputs as they are, with an empty ID and nothing the server fills in (provider.go ``Create``,
+    "cannot preview Create" @ v4.32.0). tls and random resources answer as they do in an update.
+    """
+
+    def __init__(self, preview: bool = False) -> None:
+        self.preview = preview
         self.records: list[ResourceRecord] = []
+        self._providers: dict[str, dict[str, JSON]] = {}
         self._lock = threading.Lock()
         # Registrations run on executor threads; the monitor hands over the
         # request's additional_secret_outputs through this thread-local.
@@ -853,7 +899,13 @@ class PlatformMocks(Mocks):
         if args.typ.startswith("pulumi:providers:"):
             if args.typ.rsplit(":", 1)[-1] not in _PROVIDER_PACKAGES:
                 raise ProviderError(f"unexpected provider {args.typ}")
-            return f"{args.name}-id", inputs
+            # The engine gives every provider resource a random UUID as its ID.
+            provider_id = str(uuid.uuid4())
+            urn = getattr(self._pending, "options", {}).get("urn")
+            with self._lock:
+                # Resources name their provider as "<urn>::<id>".
+                self._providers[f"{urn}::{provider_id}"] = inputs
+            return provider_id, inputs
         if args.custom is False:
             if package in _PROVIDER_PACKAGES:
                 # A provider-side component (e.g. yaml/v2 ConfigGroup) would render nothing under mocks.
@@ -861,10 +913,21 @@ class PlatformMocks(Mocks):
             return None, {}
         handler = _HANDLERS.get(args.typ)
         if handler is None and package == "kubernetes":
+            render_to = self._render_folder(args.provider)
+            if render_to:
+                return _render_object(args, inputs, Path(render_to))
+            if self.preview:
+                return "", _checked_object(args, inputs)[1]
             handler = _kubernetes_object
         if handler is None:
             raise ProviderError(f"unexpected resource type {args.typ} ({args.name})")
         return handler(args, inputs)
+
+    def _render_folder(self, provider: str | None) -> str | None:
+        with self._lock:
+            settings = self._providers.get(provider or "", {})
+        folder = settings.get("renderYamlToDirectory")
+        return folder if isinstance(folder, str) and folder else None
 
     def _record(self, record: ResourceRecord) -> None:
         with self._lock:
@@ -896,6 +959,11 @@ class PlatformMonitor(MockMonitor):
             "retainOnDelete": request.retainOnDelete,
             "deleteBeforeReplace": request.deleteBeforeReplace,
             "ignoreChanges": sorted(request.ignoreChanges),
+            "customTimeouts": {
+                kind: getattr(request.customTimeouts, kind)
+                for kind in ("create", "update", "delete")
+                if getattr(request.customTimeouts, kind)
+            },
         })
         try:
             return super().RegisterResource(request)

@@ -24,8 +24,15 @@ def named_prefix(rendered: Rendered, kind: str, prefix: str) -> Obj:
     return matches[0]
 
 
+def pod_template(workload: Obj) -> Obj:
+    """The pod template of a Deployment, StatefulSet, Job or CronJob."""
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    template: Obj = spec["template"]
+    return template
+
+
 def pod_spec(workload: Obj) -> Obj:
-    spec: Obj = workload["spec"]["template"]["spec"]
+    spec: Obj = pod_template(workload)["spec"]
     return spec
 
 
@@ -51,6 +58,29 @@ def env(container_spec: Obj) -> dict[str, Any]:
         else:
             ref = item["valueFrom"]["secretKeyRef"]
             result[item["name"]] = ("secret", ref["name"], ref["key"])
+    return result
+
+
+def secret_files(workload: Obj, container_spec: Obj) -> dict[str, tuple[str, str, str]]:
+    """Each ``<NAME>_FILE`` variable whose path is a Secret's key mounted in the container, as
+    ``NAME -> ("secret", secret name, key)``."""
+    volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+    result = {}
+    for name, path in env(container_spec).items():
+        if not name.endswith("_FILE") or not isinstance(path, str):
+            continue
+        for mount in container_spec.get("volumeMounts", []):
+            if not path.startswith(mount["mountPath"] + "/"):
+                continue
+            file = path[len(mount["mountPath"]) + 1:]
+            volume = volumes[mount["name"]]
+            sources = volume["projected"]["sources"] if "projected" in volume else [
+                {"secret": {"name": volume["secret"]["secretName"], **volume["secret"]}}
+            ] if "secret" in volume else []
+            for source in sources:
+                for item in source.get("secret", {}).get("items", []):
+                    if item["path"] == file:
+                        result[name.removesuffix("_FILE")] = ("secret", source["secret"]["name"], item["key"])
     return result
 
 

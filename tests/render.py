@@ -179,13 +179,15 @@ class _RunResult:
 
 
 def _configure_runtime(
-    monitor: PlatformMonitor, project: str, stack: str, program_dir: Path
+    monitor: PlatformMonitor, project: str, stack: str, program_dir: Path, preview: bool
 ) -> None:
     # What set_mocks() does, minus its eager root Stack: run_in_stack makes the
     # root Stack itself (as the language host does) and registers its exports.
     engine_log = logging.getLogger("tests.render.engine")
     engine_log.setLevel(logging.WARNING)
-    features = set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures)
+    # Older SDKs (the floors in requirements.txt) ask the monitor feature by feature instead.
+    deployment_info = getattr(monitor, "GetDeploymentInfo", None)
+    features = set(deployment_info(empty_pb2.Empty()).supportedFeatures) if deployment_info else set()
     configure(
         MockSettings(
             monitor=monitor,
@@ -193,7 +195,7 @@ def _configure_runtime(
             engine=MockEngine(engine_log),
             project=project,
             stack=stack,
-            dry_run=False,
+            dry_run=preview,
             organization="organization",
             root_directory=str(program_dir),
             callbacks=None,
@@ -202,15 +204,16 @@ def _configure_runtime(
 
 
 def run_program(
-    config: Mapping[str, str], project: str, stack: str, program_dir: Path
+    config: Mapping[str, str], project: str, stack: str, program_dir: Path, preview: bool = False
 ) -> _RunResult:
-    """Run ``program_dir/__main__.py`` in this process, as ``pulumi up`` would, under the doubles.
+    """Run ``program_dir/__main__.py`` in this process, as ``pulumi up`` (or ``pulumi preview``) would,
+    under the doubles.
 
     Only call once per process: the Pulumi runtime keeps global state.
     """
-    mocks = PlatformMocks()
+    mocks = PlatformMocks(preview=preview)
     monitor = PlatformMonitor(mocks)
-    _configure_runtime(monitor, project, stack, program_dir)
+    _configure_runtime(monitor, project, stack, program_dir, preview)
     set_all_config(dict(config))
     # The language host runs the program from its directory with that directory importable.
     os.chdir(program_dir)
@@ -254,6 +257,7 @@ def _child_main(request_file: str, result_file: str) -> int:
             request["project"],
             request["stack"],
             Path(request["program_dir"]),
+            request["preview"],
         )
     except pulumi.RunError as exc:
         Path(result_file).write_text(json.dumps({"error": str(exc)}))
@@ -272,8 +276,10 @@ def render_stack(
     project: str = "portus",
     stack: str = "test",
     program_dir: Path | None = None,
+    preview: bool = False,
 ) -> Rendered:
-    """Run the program for ``config`` (keys ``key`` or ``ns:key``) in a fresh interpreter.
+    """Run the program for ``config`` (keys ``key`` or ``ns:key``) in a fresh interpreter; with
+    ``preview``, as ``pulumi preview`` runs it (see PlatformMocks for what the doubles return then).
 
     Raises StackConfigError for a RunError from the program, RenderFailure otherwise.
     """
@@ -291,6 +297,7 @@ def render_stack(
                     "project": project,
                     "stack": stack,
                     "program_dir": str(program_dir),
+                    "preview": preview,
                 }
             )
         )

@@ -1,5 +1,6 @@
 """The bootstrap Job's Rails runner script, run by Ruby against stand-ins of the Portus models:
-a first run sets Portus up, a second changes nothing, a changed public name updates the record."""
+a first run sets Portus up, a second changes nothing, a changed public name updates the record. And
+the migration's last step, which gives a half-set-up database its hidden ``portus`` user."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.portus import BOOTSTRAP_SCRIPT
+from components.portus.tasks import ENSURE_PORTUS_USER
 
 FAKE_PORTUS = Path(__file__).parent / "ruby" / "fake_portus.rb"
 INPUTS = {
@@ -81,3 +83,28 @@ def test_missing_input_fails_loudly(ruby: str, tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "BOOTSTRAP_REGISTRY_EXTERNAL_HOSTNAME is not set" in result.stderr
     assert not (tmp_path / "state.json").exists()
+
+
+def test_migration_gives_a_half_set_up_database_its_portus_user(ruby: str, tmp_path: Path) -> None:
+    # The schema was loaded, the seed never ran, and the bootstrap has since created the administrator.
+    state = tmp_path / "state.json"
+    assert run_bootstrap(ruby, state).returncode == 0
+    script = tmp_path / "ensure_portus_user.rb"
+    script.write_text(ENSURE_PORTUS_USER)
+
+    def ensure() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ruby, str(FAKE_PORTUS), str(state), str(script)],
+            env={"PATH": "/usr/bin:/bin", "PORTUS_PASSWORD": "p0rtusPassword"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    assert ensure().returncode == 0
+    users = {user["username"]: user for user in json.loads(state.read_text())["users"]}
+    assert users["portus"] == {"username": "portus", "email": "portus@portus.com", "password": "p0rtusPassword",
+                               "admin": True}
+    assert "admin" in users
+    before = state.read_text()
+    again = ensure()
+    assert again.returncode == 0, again.stderr
+    assert state.read_text() == before, "a second run changes nothing"

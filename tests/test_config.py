@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import KEYS, PROJECT, parse_config
+from components.config import KEYS, PROJECT, parse_backup, parse_config
+from components.database.backup import BackupConfig
 from components.database.endpoint import ExternalDatabase, InternalDatabase
+from components.monitoring import MetricsConfig
 from components.registry.cache import InMemoryCache, RedisCache
 from components.registry.storage import FilesystemStorage, S3Storage
 from components.validation import ConfigError
@@ -68,6 +70,21 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("resources that are not an object", {"resources": "big"}, "resources"),
     ("cluster domain with an underscore", {"clusterDomain": "cluster_local"}, "clusterDomain"),
     ("misspelled key", {"hostname": "portus.example.com"}, "hostname"),
+    ("adoption flag that is not a boolean", {"adoptExisting": "yes"}, "adoptExisting"),
+    ("render folder under a home shortcut", {"renderYamlTo": "~/manifests"}, "renderYamlTo"),
+    ("adoption while only rendering YAML", {"renderYamlTo": "manifests", "adoptExisting": True}, "adoptExisting"),
+    ("unpinned exporter image", {"proxyExporterImage": "nginx/nginx-prometheus-exporter"}, "proxyExporterImage"),
+    ("unknown catalog sync strategy", {"catalogSync": "always"}, "catalogSync"),
+    ("backup settings that are not an object", {"backup": "nightly"}, "backup"),
+    ("unknown backup field", {"backup": {"keep": 3}}, "backup.keep"),
+    ("backup schedule that is no cron schedule", {"backup": {"schedule": "every night"}}, "backup.schedule"),
+    ("backup schedule with seconds", {"backup": {"schedule": "0 15 3 * * *"}}, "backup.schedule"),
+    ("no backups to retain", {"backup": {"retain": 0}}, "backup.retain"),
+    ("backup size that is no quantity", {"backup": {"storageSize": "big"}}, "backup.storageSize"),
+    ("backup flag that is not a boolean", {"backup": {"enabled": "yes"}}, "backup.enabled"),
+    ("service monitor flag that is not a boolean", {"metrics": {"serviceMonitor": "yes"}}, "metrics.serviceMonitor"),
+    ("monitoring namespace with capitals", {"metrics": {"namespace": "Monitoring"}}, "metrics.namespace"),
+    ("metrics label value with a space", {"metrics": {"labels": {"release": "kube prometheus"}}}, "metrics.labels"),
     ("unknown registry storage type", {"registryStorage": {"type": "gcs"}}, "registryStorage.type"),
     ("registry storage that is not an object", {"registryStorage": "s3"}, "registryStorage"),
     ("s3 without a bucket", {"registryStorage": {**S3, "bucket": _REMOVE}}, "registryStorage.bucket"),
@@ -119,6 +136,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("external database without a name", {"database": {**EXTERNAL_DB, "name": _REMOVE}}, "database.name"),
     ("internal database with a host", {"database": {"type": "internal", "host": "db.example.com"}},
      "database.host"),
+    ("backups with an external database", {"database": EXTERNAL_DB, "backup": {"enabled": True}}, "backup.enabled"),
 ]
 
 
@@ -183,6 +201,7 @@ def test_defaults_of_a_minimal_config() -> None:
     assert config.exposure.port == 443
     assert config.registry_address == "portus.example.com"
     assert config.storage.keep_on_destroy is True
+    assert config.storage.adopt_existing is False
     assert config.storage.registry == FilesystemStorage(size="20Gi")
     assert config.registry_replicas == 1
     assert config.registry_cache == InMemoryCache()
@@ -190,6 +209,25 @@ def test_defaults_of_a_minimal_config() -> None:
     node_port = parse_config({**MINIMAL_CONFIG, "exposure": "nodePort"})
     assert node_port.exposure.port == 30443
     assert node_port.registry_address == "portus.example.com:30443"
+
+
+def test_day_two_defaults() -> None:
+    config = parse_config(MINIMAL_CONFIG)
+    assert config.catalog_sync == "update"
+    assert config.backup == BackupConfig(enabled=True, schedule="15 3 * * *", retain=7, storage_size="10Gi")
+    assert config.metrics == MetricsConfig(service_monitor=False, namespace="monitoring")
+    # The backup claim follows the platform's storage class unless it names its own.
+    assert parse_config({**MINIMAL_CONFIG, "storageClass": "fast-ssd"}).backup.storage_class == "fast-ssd"
+    own = parse_config({**MINIMAL_CONFIG, "storageClass": "fast-ssd", "backup": {"storageClass": "cheap"}})
+    assert own.backup.storage_class == "cheap"
+    assert parse_config({**MINIMAL_CONFIG, "backup": {"schedule": "@daily"}}).backup.schedule == "@daily"
+
+
+def test_backups_need_the_internal_database() -> None:
+    assert parse_backup({}, internal_database=False, default_class=None).enabled is False
+    with pytest.raises(ConfigError) as error:
+        parse_backup({"enabled": True}, internal_database=False, default_class=None)
+    assert str(error.value).startswith("config error: portus:backup.enabled = true: backups dump the internal MariaDB")
 
 
 def test_credentials_in_config_are_never_shown() -> None:
@@ -238,3 +276,8 @@ def test_replicas_on_a_shared_claim() -> None:
     config = parse_config({**MINIMAL_CONFIG, "registryReplicas": 2,
                            "registryStorage": {"type": "filesystem", "accessMode": "ReadWriteMany"}})
     assert config.storage.registry == FilesystemStorage(size="20Gi", access_mode="ReadWriteMany")
+
+
+def test_an_external_database_turns_backups_off() -> None:
+    config = parse_config({**MINIMAL_CONFIG, "database": EXTERNAL_DB})
+    assert config.backup.enabled is False

@@ -357,6 +357,27 @@ def test_random_id_encodings_agree(mocks: PlatformMocks) -> None:
     )
 
 
+def test_resource_ids_are_the_real_providers(mocks: PlatformMocks) -> None:
+    # terraform-provider-random: RandomId's ID is the base64url of its bytes without the prefix
+    # (resource_id.go), sensitive strings' is "none" (resource_password.go), RandomString's its result.
+    # pulumi-kubernetes: "namespace/name", or the name of a cluster-scoped object (fqObjName).
+    def build() -> pulumi.Output[Any]:
+        rid = random.RandomId("i", byte_length=8, prefix="p-")
+        password = random.RandomPassword("p", length=12)
+        text = random.RandomString("s", length=12)
+        namespace = k8s.core.v1.Namespace("ns", metadata={"name": "portus"})
+        config = k8s.core.v1.ConfigMap("cm", metadata={"name": "c", "namespace": "portus"})
+        provider = k8s.Provider("explicit")
+        return pulumi.Output.all(
+            rid.id, rid.hex, password.id, text.id, text.result, namespace.id, config.id, provider.id
+        )
+
+    rid, rid_hex, password, text, text_result, namespace, config, provider = evaluate(build)
+    assert base64.urlsafe_b64decode(rid + "=" * (-len(rid) % 4)).hex() == rid_hex.removeprefix("p-")
+    assert (password, text, namespace, config) == ("none", text_result, "portus", "portus/c")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", provider)
+
+
 # --------------------------------------------------------------------------- kubernetes
 
 

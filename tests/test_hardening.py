@@ -12,10 +12,19 @@ import yaml
 
 from components import network
 from tests.conftest import CONFIG_SECRETS, stack_config
-from tests.objects import Obj, all_containers, container, get, named_prefix, pod_spec
+from tests.objects import (
+    Obj,
+    all_containers,
+    container,
+    get,
+    named_prefix,
+    pod_spec,
+    pod_template,
+    secret_files,
+)
 from tests.render import Rendered
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 # Containers that serve a port have probes; the background worker is its container's only process.
 PROBED = {"portus", "registry", "mariadb", "nginx"}
 
@@ -95,7 +104,7 @@ def test_probes_match_each_program(stack: Rendered) -> None:
         assert portus[probe]["httpGet"] == {"path": "/api/v1/_ping", "port": "https", "scheme": "HTTPS"}
     registry = container(get(stack, "Deployment", "registry"))
     assert registry["readinessProbe"]["httpGet"]["path"] == "/debug/health"  # /v2/ answers 401
-    proxy = container(get(stack, "Deployment", "proxy"))
+    proxy = container(get(stack, "Deployment", "proxy"), "nginx")
     assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     for database in stack.objects_of("StatefulSet"):
         assert "startupProbe" in container(database)
@@ -120,7 +129,7 @@ def test_config_and_secret_changes_roll_the_pods(render: Callable[[Mapping[str, 
         after = get(changed, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
         assert before["checksum/config"] != after["checksum/config"], name
     for workload in workloads(original):
-        if workload["kind"] != "Job":
+        if workload["kind"] not in ("Job", "CronJob"):
             assert any(k.startswith("checksum/") for k in workload["spec"]["template"]["metadata"]["annotations"])
 
 
@@ -261,7 +270,7 @@ def _places_secrets_must_not_be(rendered: Rendered) -> Iterator[tuple[str, str]]
             yield name, yaml.safe_dump(obj)
         yield f"{name} annotations", json.dumps(obj["metadata"].get("annotations", {}))
         if obj["kind"] in WORKLOAD_KINDS:
-            yield f"{name} pod annotations", json.dumps(obj["spec"]["template"]["metadata"].get("annotations", {}))
+            yield f"{name} pod annotations", json.dumps(pod_template(obj)["metadata"].get("annotations", {}))
     for key, value in rendered.outputs.items():
         if key not in rendered.secret_outputs:
             yield f"output {key}", json.dumps(value)
@@ -284,9 +293,29 @@ def test_secrets_reach_kubernetes_only_through_secrets(name: str, request: pytes
             assert secret not in text, f"a secret appears in {place}"
     for workload in workloads(stack):
         for spec in all_containers(workload):
+            files = secret_files(workload, spec)
             for item in spec.get("env", []):
                 if any(word in item["name"] for word in ("PASSWORD", "SECRET", "TOKEN")) and "value" in item:
-                    raise AssertionError(f"{item['name']} is a plain env value in {workload['metadata']['name']}")
+                    # A path to a mounted Secret's key is fine; a value is not.
+                    assert item["name"].removesuffix("_FILE") in files, (
+                        f"{item['name']} is a plain env value in {workload['metadata']['name']}"
+                    )
+
+
+def test_no_portus_container_takes_a_secret_through_its_environment(stack: Rendered) -> None:
+    """checkov CKV_K8S_35: secrets as files. Every Portus container reads them through the entry."""
+    portus_pods = [w for w in workloads(stack) if container_images(w) & {"opensuse/portus:2.4.3"}]
+    assert len(portus_pods) == 4  # web, background, migration, bootstrap
+    for workload in portus_pods:
+        for spec in all_containers(workload):
+            refs = [e["name"] for e in spec.get("env", []) if "valueFrom" in e]
+            assert refs == [], (workload["metadata"]["name"], refs)
+        main = pod_spec(workload)["containers"][0]
+        assert {"PORTUS_DB_PASSWORD", "PORTUS_SECRET_KEY_BASE", "PORTUS_PASSWORD"} <= set(secret_files(workload, main))
+
+
+def container_images(workload: Obj) -> set[str]:
+    return {spec["image"] for spec in all_containers(workload)}
 
 
 def test_secret_outputs_stay_secret_in_state(stack: Rendered) -> None:
@@ -303,8 +332,7 @@ def test_portus_upgrade_migrates_before_web_and_background_roll(
     render: Callable[[Mapping[str, object]], Rendered], prod: Rendered,
 ) -> None:
     migration = named_prefix(prod, "Job", "portus-migrate-")
-    command = container(migration)["command"]
-    assert command[-2:] == ["rake", "portus:db:configure"]
+    assert '"$bundler" exec rake portus:db:configure\n' in container(migration)["command"][-1]
     migration_urn = next(r.options["urn"] for r in prod.resources if r.name == "portus-migrate")
     for name in ("portus", "portus-background"):
         record = next(r for r in prod.resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == name)
@@ -344,7 +372,7 @@ def test_nginx_starts_one_worker_per_cpu_of_its_limit(dev: Rendered, prod: Rende
         conf = get(rendered, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
         return conf.split("worker_processes ", 1)[1].split(";", 1)[0]
 
-    limits = {name: container(get(r, "Deployment", "proxy"))["resources"]["limits"]["cpu"]
+    limits = {name: container(get(r, "Deployment", "proxy"), "nginx")["resources"]["limits"]["cpu"]
               for name, r in (("dev", dev), ("prod", prod))}
     assert (limits, workers(dev), workers(prod)) == ({"dev": "2", "prod": "4"}, "2", "4")
     fractional = render({**stack_config("dev"), "portus:resources": {"proxy": {"limits": {"cpu": "1500m"}}}})

@@ -25,6 +25,7 @@ from tests.objects import (
     pod_spec,
     registry_config,
     secret_data,
+    secret_files,
 )
 from tests.render import Rendered
 from tests.schema import validate_objects
@@ -147,7 +148,8 @@ def test_trust_bundle_is_mounted_where_each_tls_client_reads_it(stack: Rendered)
     nginx_conf = get(stack, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
     trusted = re.search(r"proxy_ssl_trusted_certificate (\S+);", nginx_conf)
     assert trusted and "proxy_ssl_verify on;" in nginx_conf and "proxy_ssl_verify off" not in nginx_conf
-    assert trusted.group(1) == f"{mount_of(proxy, container(proxy), 'ConfigMap', 'portus-trust-bundle')}/ca.crt"
+    nginx = container(proxy, "nginx")
+    assert trusted.group(1) == f"{mount_of(proxy, nginx, 'ConfigMap', 'portus-trust-bundle')}/ca.crt"
 
     registry = get(stack, "Deployment", "registry")
     trust_dir = mount_of(registry, container(registry), "ConfigMap", "portus-trust-bundle")
@@ -190,19 +192,19 @@ def test_notifications_reach_portus_over_tls(stack: Rendered) -> None:
 
 
 def test_public_names_resolve_to_the_proxy_inside_portus_pods(stack: Rendered) -> None:
-    proxy_service = next(
-        r for r in stack.resources if r.type == "kubernetes:core/v1:Service" and r.name == "proxy-svc"
-    )
+    services = [r for r in stack.resources if r.type == "kubernetes:core/v1:Service"]
     public = urlsplit(f"https://{stack.outputs['registryHost']}")
     portal = urlsplit(stack.outputs["portalUrl"])
-    for name in ("portus", "portus-background"):
-        aliases = pod_spec(get(stack, "Deployment", name))["hostAliases"]
-        assert aliases == [{
-            "ip": proxy_service.outputs["spec"]["clusterIP"],
-            "hostnames": list(dict.fromkeys([portal.hostname, public.hostname])),
-        }]
-    # The Service answers on the public port, so host:port means the same inside and outside.
-    assert get(stack, "Service", "proxy")["spec"]["ports"][0]["port"] == (public.port or 443)
+    for workload in [get(stack, "Deployment", "portus"), get(stack, "Deployment", "portus-background"),
+                     *stack.objects_of("Job")]:
+        (alias,) = pod_spec(workload)["hostAliases"]
+        assert alias["hostnames"] == list(dict.fromkeys([portal.hostname, public.hostname]))
+        (service,) = [r.outputs for r in services if r.outputs["spec"].get("clusterIP") == alias["ip"]]
+        # An address the cluster gives at once: the provider waits for a LoadBalancer's external one.
+        assert service["spec"].get("type", "ClusterIP") in ("ClusterIP", "NodePort")
+        assert service["spec"]["selector"] == get(stack, "Deployment", "proxy")["spec"]["selector"]["matchLabels"]
+        # The Service answers on the public port, so host:port means the same inside and outside.
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(public.port or 443, "https")]
 
 
 def test_node_port_exposure_uses_the_same_port_inside_and_outside(node_port: Rendered) -> None:
@@ -253,7 +255,8 @@ def test_volumes_carry_the_configured_class_and_size_and_survive_destroy(prod: R
     assert template["resources"]["requests"]["storage"] == "20Gi"
     assert database["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     statefulset = _options(prod, ":StatefulSet", "database")
-    assert statefulset["retainOnDelete"] is True
+    # The claim outlives the StatefulSet, which destroy deletes: no database keeps running.
+    assert statefulset["retainOnDelete"] is False
     assert statefulset["ignoreChanges"] == ["spec.volumeClaimTemplates"]
     # Deleting the namespace would delete the claims in it.
     assert _options(prod, ":Namespace", "namespace")["retainOnDelete"] is True
@@ -269,7 +272,7 @@ def test_existing_registry_claim_is_used_instead_of_a_new_one(
     render: Callable[[Mapping[str, object]], Rendered],
 ) -> None:
     rendered = render({**MINIMAL_CONFIG, "registryExistingClaim": "old-registry-data"})
-    assert rendered.objects_of("PersistentVolumeClaim") == []
+    assert [c["metadata"]["name"] for c in rendered.objects_of("PersistentVolumeClaim")] == ["mariadb-backup"]
     volumes = pod_spec(get(rendered, "Deployment", "registry"))["volumes"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "old-registry-data"}} in volumes
 
@@ -277,10 +280,11 @@ def test_existing_registry_claim_is_used_instead_of_a_new_one(
 def test_database_uses_utf8_and_a_dedicated_user(stack: Rendered) -> None:
     mariadb = container(get(stack, "StatefulSet", "mariadb"))
     assert {"--character-set-server=utf8", "--collation-server=utf8_unicode_ci"} <= set(mariadb["args"])
-    database_env, portus_env = env(mariadb), env(container(get(stack, "Deployment", "portus")))
+    portus = get(stack, "Deployment", "portus")
+    database_env, portus_env = env(mariadb), env(container(portus))
     assert portus_env["PORTUS_DB_USERNAME"] == database_env["MARIADB_USER"] != "root"
     assert portus_env["PORTUS_DB_DATABASE"] == database_env["MARIADB_DATABASE"]
-    assert portus_env["PORTUS_DB_PASSWORD"] == database_env["MARIADB_PASSWORD"]
+    assert secret_files(portus, container(portus))["PORTUS_DB_PASSWORD"] == database_env["MARIADB_PASSWORD"]
     assert portus_env["PORTUS_DB_HOST"] == f"mariadb.{namespace_of(stack)}.svc.cluster.local"
 
 
@@ -292,9 +296,9 @@ def test_outputs_tell_a_user_how_to_log_in(stack: Rendered) -> None:
     )
     assert outputs["caInstallPaths"]["docker"] == f"/etc/docker/certs.d/{outputs['registryHost']}/ca.crt"
     assert outputs["caInstallPaths"]["containerd"] == f"/etc/containerd/certs.d/{outputs['registryHost']}/ca.crt"
-    bootstrap_env = env(container(named_prefix(stack, "Job", "portus-bootstrap-")))
-    assert bootstrap_env["BOOTSTRAP_ADMIN_USERNAME"] == outputs["adminUsername"]
-    _, name, key = bootstrap_env["BOOTSTRAP_ADMIN_PASSWORD"]
+    bootstrap = named_prefix(stack, "Job", "portus-bootstrap-")
+    assert env(container(bootstrap))["BOOTSTRAP_ADMIN_USERNAME"] == outputs["adminUsername"]
+    _, name, key = secret_files(bootstrap, container(bootstrap))["BOOTSTRAP_ADMIN_PASSWORD"]
     assert secret_data(get(stack, "Secret", name))[key] == outputs["adminPassword"]
 
 
@@ -306,9 +310,8 @@ def test_every_workload_runs_a_pinned_image(stack: Rendered) -> None:
 
 
 
-def test_a_redeploy_adopts_what_destroy_kept(prod: Rendered) -> None:
+def test_only_what_destroy_keeps_goes_through_the_kept_data_provider(prod: Rendered) -> None:
     provider = next(r for r in prod.resources if r.type == "pulumi:providers:kubernetes" and r.name == "kept-data")
-    assert provider.inputs["upsertExistingObjects"] in (True, "true")
     kept = {
         "kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:apps/v1:StatefulSet",
     }
@@ -316,7 +319,8 @@ def test_a_redeploy_adopts_what_destroy_kept(prod: Rendered) -> None:
         if record.type in kept:
             assert record.options["provider"].startswith(provider.options["urn"]), record.name
         elif record.type.startswith("kubernetes:"):
-            assert not record.options["provider"].startswith(provider.options["urn"]), record.name
+            # The default provider, as before: moving a resource to another provider is a change.
+            assert record.options["provider"] == "", record.name
 
 
 def test_database_reapplies_the_generated_password_to_a_kept_volume(stack: Rendered) -> None:

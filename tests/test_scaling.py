@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tests.conftest import CONFIG_SECRETS, MINIMAL_CONFIG, stack_config
-from tests.objects import all_containers, container, env, get, pod_spec, registry_config, secret_data
+from tests.objects import container, env, get, pod_spec, registry_config, secret_data, secret_files
 from tests.render import Rendered
 from tests.schema import validate_objects
 
@@ -72,9 +72,10 @@ def test_credentials_come_from_the_named_secrets(scale: Rendered) -> None:
     assert registry_env["REGISTRY_STORAGE_S3_SECRETKEY"] == ("secret", "registry-s3", "secretKey")
     assert registry_env["REGISTRY_REDIS_PASSWORD"] == ("secret", "registry-redis", "password")
     for workload in _portus_pods(scale):
-        for spec in all_containers(workload):
-            if spec["name"] in ("portus", "background", "migrate", "bootstrap"):
-                assert env(spec)["PORTUS_DB_PASSWORD"] == ("secret", "portus-database", "password")
+        for spec in pod_spec(workload)["containers"]:
+            # As every Portus secret: a file of the Secret, never an env secretKeyRef.
+            assert "PORTUS_DB_PASSWORD" not in env(spec)
+            assert secret_files(workload, spec)["PORTUS_DB_PASSWORD"] == ("secret", "portus-database", "password")
 
 
 def test_credentials_from_stack_config_go_into_secrets_the_program_creates(config_secrets: Rendered) -> None:
@@ -83,7 +84,8 @@ def test_credentials_from_stack_config_go_into_secrets_the_program_creates(confi
     assert secret_data(get(config_secrets, "Secret", storage_secret))[access_key] == CONFIG_SECRETS["s3AccessKey"]
     _, cache_secret, password_key = registry_env["REGISTRY_REDIS_PASSWORD"]
     assert secret_data(get(config_secrets, "Secret", cache_secret))[password_key] == CONFIG_SECRETS["redisPassword"]
-    _, database_secret, key = env(container(get(config_secrets, "Deployment", "portus")))["PORTUS_DB_PASSWORD"]
+    portus = get(config_secrets, "Deployment", "portus")
+    _, database_secret, key = secret_files(portus, container(portus, "portus"))["PORTUS_DB_PASSWORD"]
     assert secret_data(get(config_secrets, "Secret", database_secret))[key] == CONFIG_SECRETS["databasePassword"]
     for record in config_secrets.resources:
         if record.type == "kubernetes:core/v1:Secret":
@@ -146,8 +148,9 @@ def test_network_policies_open_exactly_the_new_flows(scale: Rendered, config_sec
         outside = [rule for rule in _egress(scale, client) if "podSelector" not in str(rule)]
         assert outside == [{"to": [{"ipBlock": {"cidr": "10.50.0.0/24"}}],
                             "ports": [{"protocol": "TCP", "port": 3306}]}], client
-    assert "ingress" not in get(scale, "NetworkPolicy", "allow-database")["spec"] or not get(
-        scale, "NetworkPolicy", "allow-database")["spec"]["ingress"]
+    # No MariaDB pods, so nothing may reach them.
+    assert not [rule for policy in scale.objects_of("NetworkPolicy") if policy["metadata"]["name"] == "allow-database"
+                for rule in policy["spec"].get("ingress", [])]
     # Without regionEndpoint the object store is AWS on HTTPS; PostgreSQL listens on 5432.
     assert {"ports": [{"protocol": "TCP", "port": 443}]} in _egress(config_secrets, "registry")
     assert {"ports": [{"protocol": "TCP", "port": 5432}]} in _egress(config_secrets, "migrate")
@@ -169,13 +172,15 @@ def test_switching_to_object_storage_and_back_keeps_the_claim(
     base = stack_config("prod")
     s3 = render({**{k: v for k, v in base.items() if not k.endswith(":registryStorageSize")},
                  "portus:registryStorage": {"type": "s3", "bucket": "images", "region": "us-east-1"}})
-    assert s3.objects_of("PersistentVolumeClaim") == []
+    assert [o["metadata"]["name"] for o in s3.objects_of("PersistentVolumeClaim")] == ["mariadb-backup"]
     # What the switch drops from the stack is kept in the cluster: destroy-time options come from state.
-    claim = next(r for r in prod.resources if r.type == "kubernetes:core/v1:PersistentVolumeClaim")
+    claim = next(r for r in prod.resources if r.type == "kubernetes:core/v1:PersistentVolumeClaim"
+                 and r.name == "registry-data")
     assert claim.options["retainOnDelete"] is True
-    # Switching back declares the same claim (same URN, adopted through the kept-data provider).
+    # Switching back declares the same claim (same URN; adoptExisting takes the kept one over).
     again = render(base)
-    same = next(r for r in again.resources if r.type == "kubernetes:core/v1:PersistentVolumeClaim")
+    same = next(r for r in again.resources if r.type == "kubernetes:core/v1:PersistentVolumeClaim"
+                and r.name == "registry-data")
     assert same.options["urn"] == claim.options["urn"]
     assert same.inputs["metadata"]["name"] == "registry-data"
 

@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
+from components.database.backup import BackupArgs, BackupConfig, DatabaseBackup
 
 NAME = "mariadb"
 COMPONENT = "database"
@@ -60,7 +61,10 @@ class DatabaseArgs:
     storage_size: str
     storage_class: str | None
     kept: kube.KeptData
-    """How the StatefulSet (and so its claim) is kept and adopted."""
+    """How the StatefulSet and its claim are kept and adopted."""
+    backup: BackupConfig
+    host: str
+    """The Service's in-cluster DNS name, as clients use it."""
 
 
 class Database(pulumi.ComponentResource):
@@ -142,7 +146,6 @@ class Database(pulumi.ComponentResource):
             [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
             env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
         )
-        claim_policy = "Retain" if args.kept.keep_on_destroy else "Delete"
         k8s.apps.v1.StatefulSet(
             name,
             metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
@@ -152,7 +155,7 @@ class Database(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
                 persistent_volume_claim_retention_policy=(
                     k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
-                        when_deleted=claim_policy, when_scaled="Retain"
+                        when_deleted=args.kept.claim_retention, when_scaled="Retain"
                     )
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
@@ -176,23 +179,33 @@ class Database(pulumi.ComponentResource):
                 volume_claim_templates=[
                     k8s.core.v1.PersistentVolumeClaimArgs(
                         metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=kube.labels(NAME, COMPONENT)),
-                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                            access_modes=["ReadWriteOnce"],
-                            storage_class_name=args.storage_class,
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": args.storage_size}
-                            ),
-                        ),
+                        spec=kube.claim_spec(args.storage_size, args.storage_class),
                     )
                 ],
             ),
-            opts=args.kept.options(
+            opts=args.kept.workload_options(
                 self,
                 # Claim templates are immutable: a size change must never replace the StatefulSet (and
-                # orphan its data). Grow the claim itself instead (see README, "Resizing volumes").
+                # orphan its data). The template keeps the size it was created with; grow the claim
+                # itself (see README, "Resizing volumes").
                 ignore_changes=["spec.volumeClaimTemplates"],
             ),
         )
+
+        if args.backup.enabled:
+            DatabaseBackup(f"{name}-backup", BackupArgs(
+                namespace=args.namespace,
+                config=args.backup,
+                image=args.image,
+                run_as=RUN_AS,
+                host=args.host,
+                port=PORT,
+                database=DATABASE,
+                user=USER,
+                credentials_secret=credentials.metadata.name,
+                password_key=PASSWORD_KEY,
+                kept=args.kept,
+            ), child)
 
         self.credentials_secret = credentials.metadata.name
         self.register_outputs({"credentialsSecret": self.credentials_secret})

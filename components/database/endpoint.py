@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components import database, kube, network
 from components.database import Database, DatabaseArgs, DatabaseConnection
+from components.database.backup import BackupConfig
 from components.validation import SecretText
 
 ADAPTERS = ("mysql2", "postgresql")
@@ -31,9 +32,13 @@ class DatabaseEndpoint(Protocol):
     def in_cluster(self) -> bool:
         """Whether the platform runs the database itself (and so owns its data and backups)."""
 
+    @property
+    def backup(self) -> BackupConfig:
+        """The platform's backups of the database: only of one it runs."""
+
     def deploy(self, namespace: pulumi.Input[str], fqdn: Callable[[str], str], kept: kube.KeptData,
-               parent: pulumi.Resource) -> DeployedDatabase:
-        """Declares what the variant owns, as children of ``parent``, and how Portus connects;
+               opts: pulumi.ResourceOptions) -> DeployedDatabase:
+        """Declares what the variant owns, with ``opts`` (parent, providers), and how Portus connects;
         ``fqdn`` gives a Service's in-cluster name."""
 
     def flows(self, clients: Sequence[str]) -> list[network.Flow]:
@@ -51,17 +56,22 @@ class InternalDatabase:
     resources: kube.ResourceSpec
     storage_size: str
     storage_class: str | None
+    backups: BackupConfig
 
     @property
     def in_cluster(self) -> bool:
         return True
 
+    @property
+    def backup(self) -> BackupConfig:
+        return self.backups
+
     def deploy(self, namespace: pulumi.Input[str], fqdn: Callable[[str], str], kept: kube.KeptData,
-               parent: pulumi.Resource) -> DeployedDatabase:
+               opts: pulumi.ResourceOptions) -> DeployedDatabase:
         db = Database("database", DatabaseArgs(
             namespace=namespace, image=self.image, resources=self.resources, storage_size=self.storage_size,
-            storage_class=self.storage_class, kept=kept,
-        ), pulumi.ResourceOptions(parent=parent))
+            storage_class=self.storage_class, kept=kept, backup=self.backups, host=fqdn(database.NAME),
+        ), opts)
         connection = DatabaseConnection(
             adapter="mysql2", host=fqdn(database.NAME),
             port=database.PORT, database=database.DATABASE, user=database.USER,
@@ -96,8 +106,12 @@ class ExternalDatabase:
     def in_cluster(self) -> bool:
         return False
 
+    @property
+    def backup(self) -> BackupConfig:
+        return BackupConfig(enabled=False)
+
     def deploy(self, namespace: pulumi.Input[str], fqdn: Callable[[str], str], kept: kube.KeptData,
-               parent: pulumi.Resource) -> DeployedDatabase:
+               opts: pulumi.ResourceOptions) -> DeployedDatabase:
         secret: pulumi.Input[str] | None = self.password_secret
         if self.password:
             secret = k8s.core.v1.Secret(
@@ -105,7 +119,7 @@ class ExternalDatabase:
                 metadata=kube.metadata("database-external", namespace, database.COMPONENT),
                 type="Opaque",
                 string_data={database.PASSWORD_KEY: self.password.output()},
-                opts=pulumi.ResourceOptions(parent=parent),
+                opts=opts,
             ).metadata.name
         assert secret is not None, "the configuration requires passwordSecret or password"
         return DeployedDatabase(DatabaseConnection(

@@ -15,6 +15,11 @@ HEALTH_PATH = "/healthz"
 TLS_DIR = "/etc/nginx/tls"
 TRUST_FILE = "/etc/nginx/trust/ca.crt"
 RUNTIME_DIR = "/tmp/nginx"
+# nginx's connection counters (stub_status), for the exporter beside it in the pod and nothing else:
+# loopback only, so no other pod, Service or client ever reaches it.
+STATUS_ADDRESS = "127.0.0.1"
+STATUS_PORT = 8081
+STATUS_PATH = "/stub_status"
 # TLS 1.2 suites, forward-secret AEAD only (TLS 1.3 suites are always on).
 CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
@@ -43,6 +48,7 @@ class NginxSettings:
     trust_file: str = TRUST_FILE
     runtime_dir: str = RUNTIME_DIR
     log_level: str = "warn"
+    status_port: int = STATUS_PORT
 
 
 def _upstream(name: str, upstream: Upstream) -> str:
@@ -169,6 +175,19 @@ http {{
 
         location / {{
 {_proxy_to("portus", settings.portus)}            proxy_read_timeout 120s;
+        }}
+    }}
+
+    server {{
+        listen {STATUS_ADDRESS}:{settings.status_port};
+        access_log off;
+
+        location = {STATUS_PATH} {{
+            stub_status;
+        }}
+
+        location / {{
+            return 404;
         }}
     }}
 }}

@@ -13,6 +13,8 @@ from components.edge.nginx_conf import (
     HEALTH_PATH,
     LISTEN_PORT,
     RUNTIME_DIR,
+    STATUS_ADDRESS,
+    STATUS_PATH,
     TLS_DIR,
     TRUST_FILE,
     NginxSettings,
@@ -24,12 +26,30 @@ NAME = "proxy"
 COMPONENT = "proxy"
 # The nginx-unprivileged image's `nginx` account.
 RUN_AS = kube.RunAs(user=101, group=101)
+EXPORTER_PORT = 9113
+EXPORTER_PORT_NAME = "metrics"
+EXPORTER_RESOURCES = kube.ResourceSpec("10m", "16Mi", "100m", "64Mi")
+# The kubelet runs preStop before nginx gets its stop signal (the image's STOPSIGNAL is SIGQUIT, a
+# graceful stop): the pause lets the Service drop the pod first. Layer transfers in flight then have
+# the rest of the grace period to finish.
+PRE_STOP_PAUSE_SECONDS = 5
+GRACE_SECONDS = 120
+
+
+def https_port(port: int, node_port: bool = False) -> k8s.core.v1.ServicePortArgs:
+    """The proxy's port on a Service: the same number inside the cluster as outside (and, for nodePort,
+    on the nodes), so ``host:port`` means the same thing everywhere."""
+    return k8s.core.v1.ServicePortArgs(
+        name="https", port=port, target_port="https", app_protocol="https", node_port=port if node_port else None,
+    )
 
 
 @dataclass
 class ProxyArgs:
     namespace: pulumi.Input[str]
     image: str
+    exporter_image: str
+    """nginx's Prometheus exporter (stub_status to Prometheus metrics), a sidecar."""
     replicas: int
     resources: kube.ResourceSpec
     settings: NginxSettings
@@ -43,7 +63,9 @@ class ProxyArgs:
 
 class Proxy(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
-    cluster_ip: pulumi.Output[str]
+    internal_service: k8s.core.v1.Service
+    """A Service of type ClusterIP in front of the proxy, whose address Portus's pods resolve the public
+    names to."""
     tls_secret_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -76,6 +98,9 @@ class Proxy(pulumi.ComponentResource):
             ],
             readiness_probe=kube.https_probe(HEALTH_PATH, "https", period=5),
             liveness_probe=kube.https_probe(HEALTH_PATH, "https", period=20, failures=3),
+            lifecycle=k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(PRE_STOP_PAUSE_SECONDS)]),
+            )),
             resources=kube.resources(args.resources),
             security_context=kube.restricted_container_security(),
         )
@@ -84,13 +109,14 @@ class Proxy(pulumi.ComponentResource):
             kube.pod_spec(
                 kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
                 RUN_AS,
-                [container],
+                [container, exporter_container(args.exporter_image, args.settings.status_port)],
                 [
                     kube.config_map_volume("config", config.metadata.name),
                     kube.secret_volume("tls", tls_secret.metadata.name),
                     kube.config_map_volume("trust", args.trust_bundle),
                     kube.empty_dir("runtime", "64Mi"),
                 ],
+                termination_grace_period_seconds=GRACE_SECONDS,
                 topology_spread_constraints=kube.spread_over_nodes(NAME),
             ),
             {
@@ -113,17 +139,41 @@ class Proxy(pulumi.ComponentResource):
                 type=service_type,
                 selector=kube.selector_labels(NAME),
                 ports=[
-                    k8s.core.v1.ServicePortArgs(
-                        name="https",
-                        port=args.public_port,
-                        target_port="https",
-                        app_protocol="https",
-                        node_port=args.public_port if args.exposure is Exposure.NODE_PORT else None,
-                    )
+                    https_port(args.public_port, node_port=args.exposure is Exposure.NODE_PORT),
                 ],
             ),
             opts=child,
         )
         self.service_name = service.metadata.name
-        self.cluster_ip = service.spec.apply(lambda spec: spec.cluster_ip or "")
-        self.register_outputs({"serviceName": self.service_name, "clusterIP": self.cluster_ip})
+        # Inside Portus's pods the public names resolve to its address. Not a LoadBalancer Service's:
+        # the provider waits until a load balancer gives it an external address (await/service.go),
+        # which never happens on kind or minikube without a tunnel, and nothing that reads the address
+        # (the migration Job, every Portus pod) would be created until then.
+        self.internal_service = service if args.exposure is not Exposure.LOAD_BALANCER else kube.cluster_ip_service(
+            f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [https_port(args.public_port)],
+            child, selector=kube.selector_labels(NAME),
+        )
+        self.register_outputs({"serviceName": self.service_name})
+
+
+def exporter_container(image: str, status_port: int) -> k8s.core.v1.ContainerArgs:
+    """nginx-prometheus-exporter: reads stub_status over the pod's loopback and serves Prometheus metrics
+    on EXPORTER_PORT, the proxy's only port besides the edge. (Flags with two dashes: the 1.x image parses
+    them with kingpin, older builds with Go's flag package, which accepts both.)"""
+    probe = k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path="/metrics", port=EXPORTER_PORT_NAME),
+        period_seconds=20, timeout_seconds=5, failure_threshold=3,
+    )
+    return k8s.core.v1.ContainerArgs(
+        name="exporter",
+        image=image,
+        args=[
+            f"--nginx.scrape-uri=http://{STATUS_ADDRESS}:{status_port}{STATUS_PATH}",
+            f"--web.listen-address=:{EXPORTER_PORT}",
+        ],
+        ports=[k8s.core.v1.ContainerPortArgs(name=EXPORTER_PORT_NAME, container_port=EXPORTER_PORT)],
+        # Liveness only: an exporter in trouble must never take the proxy out of its Service.
+        liveness_probe=probe,
+        resources=kube.resources(EXPORTER_RESOURCES),
+        security_context=kube.restricted_container_security(),
+    )

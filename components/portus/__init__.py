@@ -1,11 +1,12 @@
 """Portus: the web UI and token service, the background worker, the database migration Job that runs
 before they roll, and the bootstrap Job that finishes the setup without the web UI.
 
-The image's own entrypoint (``/init``) is bypassed on purpose, for three reasons found in its source:
+The image's own entrypoint (``/init``) is bypassed on purpose, for four reasons found in its source:
 it runs ``update-ca-certificates`` as root (so it cannot run non-root); it treats a database with pending
-migrations as empty and runs ``rake db:setup``, which drops every table on upgrade; and at log level
-``debug`` it prints the environment, secrets included. The containers run ``portusctl exec`` directly with
-the environment ``/init`` would have set, and the migration Job runs the idempotent
+migrations as empty and runs ``rake db:setup``, which drops every table on upgrade; at log level
+``debug`` it prints the environment, secrets included; and Portus under it never sees SIGTERM. The
+containers run the entry of ``runtime.py`` instead (what ``portusctl exec`` runs, as PID 1, with the
+secrets read from files as ``/init`` reads them), and the migration Job runs the idempotent
 ``rake portus:db:configure`` (create, migrate, or load schema and seed) before any Portus pod rolls.
 """
 
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import kube
 from components.database import DatabaseConnection, generated_password
@@ -26,11 +26,12 @@ from components.portus.runtime import (
     CA_BUNDLE_DIR,
     TOKEN_KEY_FILE,
     PortusRuntime,
+    PortusSecret,
     database_password,
     database_settings,
     trust_bundle_init,
 )
-from components.portus.tasks import BOOTSTRAP_SCRIPT, SLOW_START, RegistryRecord
+from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -39,8 +40,32 @@ PORT = 3000
 PING_PATH = "/api/v1/_ping"
 TLS_DIR = "/etc/portus/tls"
 SECRET_KEY_BASE_KEY = "secret-key-base"
+# As long as Rails' usual 128 hex characters, from letters and digits (about 760 bits).
+SECRET_KEY_BASE_LENGTH = 128
 PORTUS_PASSWORD_KEY = "portus-password"
 ADMIN_PASSWORD_KEY = "admin-password"
+# Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
+SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
+# Rollouts. The kubelet runs preStop before it sends SIGTERM: during the pause the pod is already out of
+# the Service's endpoints, so the proxy stops sending it new requests before Puma stops accepting.
+PRE_STOP_PAUSE_SECONDS = 5
+# Puma then finishes its requests in flight (it sets no time limit of its own); the proxy gives up on a
+# Portus answer after 120 s, so nothing worth waiting for runs longer.
+LONGEST_REQUEST_SECONDS = 120
+WEB_GRACE_SECONDS = PRE_STOP_PAUSE_SECONDS + LONGEST_REQUEST_SECONDS + 5
+# The background worker has no requests: Ruby ends at SIGTERM, rolling back a sync pass in progress.
+BACKGROUND_GRACE_SECONDS = 30
+
+# `portus:catalogSync` -> Portus's background.sync settings (config/config.yml, read through cconfig
+# as PORTUS_BACKGROUND_SYNC_*; lib/portus/background/sync.rb accepts these strategies). `initial`
+# switches itself off once any repository exists; `update` adds what push events missed (OCI manifests,
+# which lib/portus/registry_notification.rb drops) every 20 s and never deletes.
+CATALOG_SYNC: dict[str, dict[str, str]] = {
+    "update": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "update"},
+    "update-delete": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "update-delete"},
+    "initial": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "initial"},
+    "disabled": {"PORTUS_BACKGROUND_SYNC_ENABLED": "false"},
+}
 
 
 @dataclass
@@ -53,10 +78,13 @@ class PortusArgs:
     fqdn: str
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
     public_hosts: list[str]
-    proxy_cluster_ip: pulumi.Input[str]
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too."""
+    proxy_cluster_ip: pulumi.Input[str] | None
+    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too;
+    None leaves their resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
+    catalog_sync: str
+    """A key of CATALOG_SYNC."""
     database: DatabaseConnection
     certificate: ServerCertificate
     token_key_pem: pulumi.Input[str]
@@ -78,10 +106,12 @@ class Portus(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
 
-        secret_key_base = random.RandomId(
-            f"{name}-secret-key-base", byte_length=64,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["hex", "b64Std", "b64Url", "dec"]),
-        )
+        # Rails signs and encrypts session cookies and Devise's reset-password tokens with it. Not a
+        # RandomId: its resource ID is the base64url of the same bytes (terraform-provider-random
+        # resource_id.go), and IDs are stored and shown in plain text; a RandomPassword's ID is "none".
+        # Stacks made with the RandomId get a new value on upgrade (the old one is in every checkpoint
+        # written so far, and importing it would store it again as the import ID): web users sign in again.
+        secret_key_base = generated_password(f"{name}-secret-key-base", SECRET_KEY_BASE_LENGTH, self)
         portus_password = generated_password(f"{name}-portus-password", 32, self)
         admin_password = generated_password(f"{name}-admin-password", 24, self)
         self.admin_password = pulumi.Output.secret(admin_password.result)
@@ -90,8 +120,7 @@ class Portus(pulumi.ComponentResource):
             metadata=kube.metadata(f"{NAME}-secrets", args.namespace, COMPONENT),
             type="Opaque",
             string_data={
-                # Rails' typical 128 hex characters.
-                SECRET_KEY_BASE_KEY: secret_key_base.hex,
+                SECRET_KEY_BASE_KEY: secret_key_base.result,
                 PORTUS_PASSWORD_KEY: portus_password.result,
                 ADMIN_PASSWORD_KEY: admin_password.result,
                 "token.key": args.token_key_pem,
@@ -112,7 +141,7 @@ class Portus(pulumi.ComponentResource):
         migration = task(tasks.migration([secrets, *args.wait_for], args.image))
         pod_annotations = {
             "checksum/secret": kube.checksum(
-                secret_key_base.hex, portus_password.result, args.token_key_pem,
+                secret_key_base.result, portus_password.result, args.token_key_pem,
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
         }
@@ -121,6 +150,7 @@ class Portus(pulumi.ComponentResource):
             runtime.pod_spec(
                 [self._web_container(runtime, args)],
                 volumes=[kube.secret_volume("tls", tls_secret.metadata.name)],
+                termination_grace_period_seconds=WEB_GRACE_SECONDS,
             ),
             pod_annotations,
             pulumi.ResourceOptions(parent=self, depends_on=[migration], custom_timeouts=SLOW_START),
@@ -133,10 +163,13 @@ class Portus(pulumi.ComponentResource):
         # container exits (and is restarted) when it fails.
         kube.deployment(
             f"{name}-background", BACKGROUND_NAME, args.namespace, "background", version, 1,
-            runtime.pod_spec([runtime.container(
-                "background", ["portusctl", "exec", "rails", "r", f"{APP_DIR}/bin/background.rb"],
-                args.background_resources, kube.env({"PORTUS_BACKGROUND": "true"}),
-            )]),
+            runtime.pod_spec(
+                [runtime.container(
+                    "background", [["rails", "runner", f"{APP_DIR}/bin/background.rb"]],
+                    args.background_resources, kube.env(CATALOG_SYNC[args.catalog_sync]),
+                )],
+                termination_grace_period_seconds=BACKGROUND_GRACE_SECONDS,
+            ),
             pod_annotations,
             pulumi.ResourceOptions(parent=self, depends_on=[migration]),
             # Two workers would process the same registry events twice.
@@ -152,7 +185,7 @@ class Portus(pulumi.ComponentResource):
         )
         task(tasks.bootstrap(
             args.registry, args.admin_username, args.admin_email,
-            kube.secret_env("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
+            PortusSecret("BOOTSTRAP_ADMIN_PASSWORD", secrets.metadata.name, ADMIN_PASSWORD_KEY),
             bootstrap_script, bootstrap_config.metadata.name, [migration],
         ))
         self.register_outputs({"serviceName": self.service.metadata.name})
@@ -178,9 +211,6 @@ class Portus(pulumi.ComponentResource):
                 # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
                 "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
             }),
-            database_password(args.database),
-            kube.secret_env("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
-            kube.secret_env("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
         ]
         return PortusRuntime(
             image=args.image,
@@ -206,15 +236,23 @@ class Portus(pulumi.ComponentResource):
                 kube.empty_dir("tmp", "256Mi"),
             ],
             init_containers=[trust_bundle_init(args.image)],
-            host_aliases=[k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts)],
+            secrets=[
+                database_password(args.database),
+                PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
+                PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
+            ],
+            host_aliases=[] if args.proxy_cluster_ip is None else [
+                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
+            ],
         )
 
     @staticmethod
     def _web_container(runtime: PortusRuntime, args: PortusArgs) -> k8s.core.v1.ContainerArgs:
         return runtime.container(
             NAME,
-            # The same command /init runs, without its database handling.
-            ["portusctl", "exec", f"pumactl -F {APP_DIR}/config/puma.rb start"],
+            # What /init runs (`pumactl -F config/puma.rb start` starts this in-process), without its
+            # database handling, as PID 1.
+            [["puma", "-C", f"{APP_DIR}/config/puma.rb"]],
             args.web_resources,
             kube.env({
                 "PORTUS_PUMA_HOST": f"0.0.0.0:{PORT}",
@@ -231,4 +269,7 @@ class Portus(pulumi.ComponentResource):
             startup_probe=kube.https_probe(PING_PATH, "https", period=10, failures=60),
             readiness_probe=kube.https_probe(PING_PATH, "https", period=10),
             liveness_probe=kube.https_probe(PING_PATH, "https", period=20, failures=6),
+            lifecycle=k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(PRE_STOP_PAUSE_SECONDS)]),
+            )),
         )

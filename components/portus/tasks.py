@@ -11,14 +11,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.portus.runtime import APP_DIR, PortusRuntime
+from components.portus.runtime import APP_DIR, PortusRuntime, PortusSecret
 
 MIGRATE_COMPONENT = "migrate"
 BOOTSTRAP_COMPONENT = "bootstrap"
 BOOTSTRAP_DIR = "/etc/portus/bootstrap"
 BOOTSTRAP_SCRIPT = Path(__file__).parent / "scripts" / "bootstrap.rb"
-# Portus pulls a large image and boots Rails; on a cold node that outlasts Pulumi's 10-minute default.
-SLOW_START = pulumi.CustomTimeouts(create="20m", update="20m")
 
 
 @dataclass
@@ -37,11 +35,13 @@ class TaskJob:
     """A one-off task in the Portus image, with the same environment and trust as the Portus pods."""
 
     component: str
-    command: list[str]
+    steps: list[list[str]]
+    """Commands run one after the other through the Portus entry (``bundler exec``)."""
     run_inputs: tuple[str, ...]
     """What the task depends on: a change re-runs it (under a new Job name)."""
     depends_on: list[pulumi.Resource]
     env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    secrets: list[PortusSecret] = field(default_factory=list)
     mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
     volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
     init_containers: list[k8s.core.v1.ContainerArgs] = field(default_factory=list)
@@ -56,39 +56,44 @@ def _job_suffix(*inputs: str) -> str:
 def task_job(resource_name: str, name_prefix: str, namespace: pulumi.Input[str], runtime: PortusRuntime,
              resources: kube.ResourceSpec, task: TaskJob, parent: pulumi.Resource) -> k8s.batch.v1.Job:
     version = kube.image_version(runtime.image)
-    job_name = f"{name_prefix}-{task.component}-{_job_suffix(runtime.image, *task.run_inputs)}"
-    return k8s.batch.v1.Job(
+    steps = tuple(" ".join(step) for step in task.steps)
+    job_name = f"{name_prefix}-{task.component}-{_job_suffix(runtime.image, *steps, *task.run_inputs)}"
+    container = runtime.container(
+        task.component, task.steps, resources, task.env, task.mounts, secrets=task.secrets,
+    )
+    return kube.job(
         f"{resource_name}-{task.component}",
-        metadata=kube.metadata(job_name, namespace, task.component, version),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=6,
-            active_deadline_seconds=1800,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=kube.labels(job_name, task.component, version), annotations=task.annotations
-                ),
-                spec=runtime.pod_spec(
-                    [runtime.container(task.component, task.command, resources, task.env, task.mounts)],
-                    restart_policy="OnFailure",
-                    volumes=task.volumes,
-                    init_containers=task.init_containers,
-                ),
-            ),
+        kube.metadata(job_name, namespace, task.component, version),
+        k8s.meta.v1.ObjectMetaArgs(labels=kube.labels(job_name, task.component, version), annotations=task.annotations),
+        runtime.pod_spec(
+            [container],
+            volumes=task.volumes,
+            init_containers=task.init_containers,
+            secrets=task.secrets,
         ),
-        opts=pulumi.ResourceOptions(
-            parent=parent, depends_on=task.depends_on, delete_before_replace=True, custom_timeouts=SLOW_START,
-        ),
+        pulumi.ResourceOptions(parent=parent, depends_on=task.depends_on),
     )
 
 
+# Portus 2.4.3's `portus:db:configure` (lib/tasks/portus/db.rake) loads the schema and then runs
+# `db:seed` only when the database has at most one table; otherwise it only migrates. A first run that
+# died between the two leaves a loaded schema without the seed's one row, the hidden `portus` user
+# (db/seeds.rb: `User.create_portus_user!`), and every retry then just migrates: the registry client,
+# which signs in as `portus`, never gets a token. The seed itself cannot be re-run (it exits as soon as
+# any user exists), so the migration follows `configure` with the seed's effect made idempotent. The
+# steps are part of the Job's name: a stack set up before this runs the migration once more and heals.
+ENSURE_PORTUS_USER = 'User.create_portus_user! unless User.exists?(username: "portus")'
+
+
 def migration(depends_on: list[pulumi.Resource], image: str) -> TaskJob:
-    """``rake portus:db:configure``: create, migrate, or load the schema and seed, as the database needs.
+    """``rake portus:db:configure`` (create, migrate, or load the schema and seed, as the database
+    needs), then the hidden ``portus`` user if a half-done first run left it out.
 
     Pulumi awaits it before web and background pods roll onto a new image. Rails rewrites db/schema.rb
     after migrating, so the task works on a writable copy of db/."""
     return TaskJob(
         component=MIGRATE_COMPONENT,
-        command=["portusctl", "exec", "rake", "portus:db:configure"],
+        steps=[["rake", "portus:db:configure"], ["rails", "runner", ENSURE_PORTUS_USER]],
         run_inputs=(),
         depends_on=depends_on,
         mounts=[k8s.core.v1.VolumeMountArgs(name="app-db", mount_path=f"{APP_DIR}/db")],
@@ -103,26 +108,24 @@ def migration(depends_on: list[pulumi.Resource], image: str) -> TaskJob:
 
 
 def bootstrap(record: RegistryRecord, admin_username: str, admin_email: str,
-              admin_password: k8s.core.v1.EnvVarArgs, script: str, script_config_map: pulumi.Input[str],
+              admin_password: PortusSecret, script: str, script_config_map: pulumi.Input[str],
               depends_on: list[pulumi.Resource]) -> TaskJob:
     """``rails runner bootstrap.rb``: the first administrator and the registry record, idempotently.
 
     ``script`` is the text of BOOTSTRAP_SCRIPT, which ``script_config_map`` holds."""
     return TaskJob(
         component=BOOTSTRAP_COMPONENT,
-        command=["portusctl", "exec", "rails", "r", f"{BOOTSTRAP_DIR}/{BOOTSTRAP_SCRIPT.name}"],
+        steps=[["rails", "runner", f"{BOOTSTRAP_DIR}/{BOOTSTRAP_SCRIPT.name}"]],
         run_inputs=(script, admin_username, admin_email, record.name, record.hostname, record.external_hostname),
         depends_on=depends_on,
-        env=[
-            *kube.env({
-                "BOOTSTRAP_ADMIN_USERNAME": admin_username,
-                "BOOTSTRAP_ADMIN_EMAIL": admin_email,
-                "BOOTSTRAP_REGISTRY_NAME": record.name,
-                "BOOTSTRAP_REGISTRY_HOSTNAME": record.hostname,
-                "BOOTSTRAP_REGISTRY_EXTERNAL_HOSTNAME": record.external_hostname,
-            }),
-            admin_password,
-        ],
+        env=kube.env({
+            "BOOTSTRAP_ADMIN_USERNAME": admin_username,
+            "BOOTSTRAP_ADMIN_EMAIL": admin_email,
+            "BOOTSTRAP_REGISTRY_NAME": record.name,
+            "BOOTSTRAP_REGISTRY_HOSTNAME": record.hostname,
+            "BOOTSTRAP_REGISTRY_EXTERNAL_HOSTNAME": record.external_hostname,
+        }),
+        secrets=[admin_password],
         mounts=[k8s.core.v1.VolumeMountArgs(name="bootstrap", mount_path=BOOTSTRAP_DIR, read_only=True)],
         volumes=[kube.config_map_volume("bootstrap", script_config_map)],
         annotations={"checksum/script": kube.checksum(script)},

@@ -86,16 +86,8 @@ class FilesystemStorage:
         if self.existing_claim:
             claim_name = self.existing_claim
         else:
-            claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{name}-data",
-                metadata=kube.metadata(f"{name}-data", namespace, COMPONENT),
-                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                    access_modes=[self.access_mode],
-                    storage_class_name=self.storage_class,
-                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": self.size}),
-                ),
-                opts=kept.options(parent),
-            )
+            claim = kept.claim(f"{name}-data", f"{name}-data", namespace, COMPONENT, self.size, self.storage_class,
+                               parent, self.access_mode)
             claim_name = claim.metadata.name
         return StorageAttachment(
             volumes=[k8s.core.v1.VolumeArgs(

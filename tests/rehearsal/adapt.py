@@ -25,7 +25,9 @@ from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
 # Debian's names for the programs the images run.
-DEBIAN_PROGRAMS = {"nginx": "nginx", "registry": "docker-registry"}
+DEBIAN_PROGRAMS = {
+    "nginx": "nginx", "registry": "docker-registry", "nginx-prometheus-exporter": "prometheus-nginx-exporter",
+}
 STANDIN = [sys.executable, "-m", "tests.rehearsal.standin"]
 
 
@@ -34,6 +36,8 @@ class Ports:
     registry: int
     registry_debug: int
     portus: int
+    proxy_status: int
+    proxy_exporter: int
     more_registries: tuple[tuple[int, int], ...] = ()
     """(port, debug port) of each further registry replica; nginx's upstream reaches every replica."""
 
@@ -61,6 +65,8 @@ class Workload:
 @dataclass(frozen=True)
 class Site:
     proxy: Workload
+    exporter: Workload
+    """The proxy pod's metrics exporter, which reads nginx's status page."""
     registries: list[Workload]
     """One per registry replica, each with its own config file (its own listen addresses)."""
     portus: Workload
@@ -82,13 +88,15 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
     ``server`` lines (127.0.0.1 and the local ports, one line per registry replica, as the Service
-    reaches every pod; ``proxy_ssl_name`` keeps the in-cluster names); the registry's ``http.addr``,
-    ``http.debug.addr`` (each replica its own, in its own copy of config.yml) and the webhook URL's port
-    (its host stays, and resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
+    reaches every pod; ``proxy_ssl_name`` keeps the in-cluster names); the port of nginx's loopback status
+    server and the exporter's scrape and listen ports; the registry's ``http.addr``, ``http.debug.addr``
+    (each replica its own, in its own copy of config.yml) and the webhook URL's port (its host stays, and
+    resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
     public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
     proxy = _workload(objects, "proxy", root)
+    exporter = _workload(objects, "proxy", root, container_name="exporter")
     registry = _workload(objects, "registry", root)
     portus = _workload(objects, "portus", root)
 
@@ -103,9 +111,11 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
         return "\n        ".join(f"server {LOOPBACK}:{port};" for port in upstream_ports[service])
 
     text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
+    text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
-    if listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
-        raise ValueError(f"nginx.conf: {listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    if listens != 1 or status_listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
+        raise ValueError(f"nginx.conf: {listens} + {status_listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    exporter.argv[1:] = [_exporter_arg(arg, ports) for arg in exporter.argv[1:]]
     nginx_conf.write_text(_localize(text, proxy.mounts))
 
     config_file = Path(registry.argv[-1])
@@ -138,13 +148,24 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(proxy, registries, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(proxy, exporter, registries, portus, public_port, upstream_hosts, hosts_file, ca_dir)
 
 
-def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path) -> Workload:
-    """The Deployment's first container: volumes written under ``root/name``, env resolved, paths local."""
+def _exporter_arg(arg: str, ports: Ports) -> str:
+    """The exporter scrapes the status server's local port and listens on its own."""
+    if arg.startswith("--nginx.scrape-uri="):
+        return re.sub(rf"//{LOOPBACK}:\d+/", f"//{LOOPBACK}:{ports.proxy_status}/", arg)
+    if arg.startswith("--web.listen-address="):
+        return f"--web.listen-address={LOOPBACK}:{ports.proxy_exporter}"
+    return arg
+
+
+def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, container_name: str | None = None
+              ) -> Workload:
+    """The Deployment's first container (or the one named ``container_name``): volumes written under
+    ``root/name``, env resolved, paths local."""
     pod = objects["Deployment", name]["spec"]["template"]["spec"]
-    container = pod["containers"][0]
+    container = next(c for c in pod["containers"] if container_name in (None, c["name"]))
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
@@ -174,6 +195,13 @@ def _data(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _volume_files(objects: Mapping[tuple[str, str], Any], volume: Mapping[str, Any]) -> dict[str, str]:
+    if "projected" in volume:
+        files: dict[str, str] = {}
+        for source in volume["projected"]["sources"]:
+            secret = source["secret"]  # the platform projects Secrets only
+            as_volume = {"name": volume["name"], "secret": {**secret, "secretName": secret["name"]}}
+            files |= _volume_files(objects, as_volume)
+        return files
     if "configMap" in volume:
         source, data = volume["configMap"], _data(objects["ConfigMap", volume["configMap"]["name"]])
     elif "secret" in volume:

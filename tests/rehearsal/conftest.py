@@ -21,7 +21,7 @@ def rendered() -> Rendered:
     if missing := missing_binaries():
         pytest.fail(
             f"the rehearsal needs {', '.join(missing)}; install them with"
-            " `apt-get install nginx-light docker-registry skopeo` (.ci/run does)",
+            " `apt-get install nginx-light docker-registry skopeo prometheus-nginx-exporter` (.ci/run does)",
             pytrace=False,
         )
     return render_rehearsal_stack()

@@ -19,6 +19,7 @@ REQUIRED_BINARIES = {
     "nginx": "nginx-light",
     "docker-registry": "docker-registry",
     "skopeo": "skopeo",
+    "prometheus-nginx-exporter": "prometheus-nginx-exporter",
     "unshare": "util-linux",
     "mount": "mount",
 }

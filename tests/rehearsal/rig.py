@@ -117,6 +117,7 @@ class Rig:
         self.root = root
         self.ports = Ports(
             registry=free_port(), registry_debug=free_port(), portus=free_port(),
+            proxy_status=free_port(), proxy_exporter=free_port(),
             more_registries=tuple((free_port(), free_port()) for _ in range(registry_replicas - 1)),
         )
         self.site = site = adapt(rendered, self.ports, root / "site")
@@ -151,7 +152,11 @@ class Rig:
         self.proxy = Service(
             "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
         )
-        self.services = [self.portus, *self.registries, self.proxy]
+        self.exporter = Service(
+            "exporter", site.exporter.argv, child_env(site.exporter.env), logs / "exporter.log",
+            lambda: _accepts(self.ports.proxy_exporter),
+        )
+        self.services = [self.portus, *self.registries, self.proxy, self.exporter]
 
     # ------------------------------------------------------------------ lifecycle
 

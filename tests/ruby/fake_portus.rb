@@ -1,6 +1,6 @@
-# Stands in for the Portus models the bootstrap script touches (User, Registry, a transaction), with
-# their validations, and keeps their rows in a JSON file so that consecutive runs see each other's work.
-# Usage: ruby fake_portus.rb STATE_FILE SCRIPT
+# Stands in for the Portus models the bootstrap script and the migration's last step touch (User,
+# Registry, a transaction), with their validations, and keeps their rows in a JSON file so that
+# consecutive runs see each other's work. Usage: ruby fake_portus.rb STATE_FILE SCRIPT
 require "json"
 
 STATE_FILE = ARGV.fetch(0)
@@ -49,6 +49,16 @@ class User < Row
 
     STATE["users"] << attributes
     new(attributes)
+  end
+
+  def self.exists?(username:)
+    !find_by(username: username).nil?
+  end
+
+  # As Portus 2.4.3 defines it (app/models/user.rb); the password is Rails' secrets.portus_password.
+  def self.create_portus_user!
+    create!(username: "portus", password: ENV.fetch("PORTUS_PASSWORD"), email: "portus@portus.com", admin: true)
+    File.write(STATE_FILE, JSON.pretty_generate(STATE))
   end
 
   def admin?
