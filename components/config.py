@@ -56,6 +56,7 @@ from components.validation import (
     host_name,
     host_port,
     int_between,
+    ip_address,
     network_host,
     object_name,
     one_of,
@@ -63,6 +64,7 @@ from components.validation import (
     pinned_image,
     port,
     portus_username,
+    public_host,
     quantity_value,
     secret_text,
 )
@@ -157,12 +159,16 @@ class PlatformConfig:
 
 @dataclass(frozen=True)
 class Key:
-    """One stack config key: how it is parsed, its default, its type in Pulumi.yaml, its meaning."""
+    """One stack config key: how it is parsed, its default, its type, its meaning.
+
+    Pulumi.yaml declares the key's description and default but no ``type``: the CLI would reject a
+    mistyped value with its own message before the program runs, while ``parse`` names the key, the
+    value and what is allowed. ``value_type`` is the type the README shows."""
 
     name: str
     parse: Callable[[Any], Any]
     default: Any
-    yaml_type: str | None
+    value_type: str | None
     description: str
     holds_secrets: bool = False
     """An object that may carry credentials (``pulumi config set --secret --path``): never shown."""
@@ -173,10 +179,11 @@ _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 KEYS: tuple[Key, ...] = (
-    Key("host", host_name, _REQUIRED, "string",
-        "Public DNS name of the Portus web UI and token service (and of the registry unless registryHost is set)."),
-    Key("registryHost", optional(host_name), None, "string",
-        "Public DNS name Docker clients push to; defaults to host."),
+    Key("host", public_host, _REQUIRED, "string",
+        "Public DNS name (or, with nodePort or loadBalancer, IPv4 address) of the Portus web UI and token service "
+        "(and of the registry unless registryHost is set)."),
+    Key("registryHost", optional(public_host), None, "string",
+        "Public DNS name or IPv4 address Docker clients push to; defaults to host."),
     Key("adminEmail", email, _REQUIRED, "string", "E-mail of the first Portus administrator."),
     Key("adminUsername", portus_username, "admin", "string", "User name of the first Portus administrator."),
     Key("namespace", dns_label, "portus", "string", "Kubernetes namespace the platform is deployed into."),
@@ -538,6 +545,13 @@ def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, An
                     "with exposure=nodePort it is the node port: an integer from 30000 to 32767",
                 )
         return ExposureConfig(mode, 443 if port is None else port, None, None)
+    for name in ("host", "registryHost"):
+        if values[name] and ip_address(values[name]):
+            raise ConfigError(
+                name, values[name],
+                "a DNS name with exposure=ingress (an Ingress routes by host name);"
+                " an IP address needs exposure nodePort or loadBalancer",
+            )
     return ExposureConfig(
         mode,
         443 if values["publicPort"] is None else values["publicPort"],

@@ -114,8 +114,9 @@ class PortusPlatform(pulumi.ComponentResource):
 
         pki = Pki("pki", PkiArgs(
             servers={
-                # The proxy is the edge: it answers to the public names outside and, through
-                # hostAliases, inside Portus's pods, and to its Service names for the ingress controller.
+                # The proxy is the edge: it answers to the public names (or addresses) outside and,
+                # through hostAliases, inside Portus's pods, and to its Service names for the ingress
+                # controller.
                 "proxy": [*config.public_hosts, *kube.service_dns_names(proxy.NAME, ns, domain)],
                 "portus": kube.service_dns_names(portus.NAME, ns, domain),
                 "registry": kube.service_dns_names(registry.NAME, ns, domain),
@@ -236,6 +237,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 *config.database.flows(network.DATABASE_CLIENTS),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics),
+                *network.token_realm_flows(config.host, config.exposure.port),
                 *(network.to_remote("registry", remote)
                   for remote in [*config.storage.registry.remotes(), *config.registry_cache.remotes()]),
             ],

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pulumi
 
@@ -32,7 +33,6 @@ class ConfigError(pulumi.RunError):
 
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", re.IGNORECASE)
 # Portus 2.4 user names: lower-case letters, digits and separators, 4 to 30 characters (User model).
 _PORTUS_USERNAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -94,10 +94,65 @@ def dns_label(raw: Any) -> str:
     return value
 
 
+def ip_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``value`` as an IP address written the usual way, or None."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return address if str(address) == value else None
+
+
+def _bare_host(value: str) -> str:
+    """The host part of something with a scheme, port or path, for a suggestion in a message."""
+    return (urlsplit(value if "://" in value else f"//{value}").hostname or "").lower() or "registry.example.com"
+
+
+def _host_name_problem(value: str) -> str | None:
+    """What a DNS host name must be, naming the first rule ``value`` breaks; None if it is one."""
+    if "://" in value:
+        return f"a bare DNS name, without a scheme: {_bare_host(value)}"
+    if "/" in value:
+        return f"a bare DNS name, without a path: {_bare_host(value)}"
+    if ":" in value:
+        return f"a bare DNS name, without a port: {_bare_host(value)} (the port is publicPort)"
+    if value != value.lower():
+        return f"a DNS name in lower case: {value.lower()}"
+    if bad := sorted(set(re.sub(r"[a-z0-9.-]", "", value))):
+        return f"a DNS name of letters a-z, digits, '-' and '.' only: {', '.join(map(repr, bad))} is not allowed"
+    if len(value) > 253:
+        return "a DNS name of at most 253 characters"
+    labels = value.split(".")
+    if "" in labels:
+        return "a DNS name without empty labels: no '..', and no '.' at either end"
+    for label in labels:
+        if len(label) > 63:
+            return f"a DNS name whose labels have at most 63 characters: {label[:12]}... has {len(label)}"
+        if not _DNS_LABEL.match(label):
+            return f"a DNS name whose labels start and end with a letter or digit: {label!r}"
+    if all(label.isdigit() for label in labels):
+        return "a valid IPv4 address: four numbers from 0 to 255, e.g. 192.168.1.10"
+    return None
+
+
 def host_name(raw: Any) -> str:
+    """A DNS host name, never an IP address."""
     value = as_str(raw)
-    if not _HOST_NAME.match(value) or value.replace(".", "").isdigit():
-        raise ValueError("a DNS host name without scheme, port or path, e.g. registry.example.com")
+    if ip_address(value):
+        raise ValueError("a DNS name, not an IP address")
+    if problem := _host_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def public_host(raw: Any) -> str:
+    """A DNS host name or an IPv4 address (the exposure decides whether an address may be used)."""
+    value = as_str(raw)
+    address = ip_address(value)
+    if address and address.version != 4:
+        raise ValueError("a DNS name or an IPv4 address; IPv6 addresses are not supported")
+    if not address and (problem := _host_name_problem(value)):
+        raise ValueError(problem)
     return value
 
 
@@ -112,8 +167,11 @@ def one_of(*allowed: str) -> Callable[[Any], str]:
 
 def int_between(low: int, high: int) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
-        value = as_int(raw)
-        if not low <= value <= high:
+        try:
+            value: int | None = as_int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
             raise ValueError(f"an integer from {low} to {high}")
         return value
 
@@ -216,8 +274,8 @@ def network_host(raw: Any) -> str:
     value = as_str(raw)
     with contextlib.suppress(ValueError):
         return str(ipaddress.ip_address(value))
-    if not _HOST_NAME.match(value) or value.replace(".", "").isdigit():
-        raise ValueError("a DNS name or an IP address, without scheme, port or path")
+    if problem := _host_name_problem(value):
+        raise ValueError(f"{problem}, or an IP address")
     return value
 
 

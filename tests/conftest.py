@@ -62,6 +62,12 @@ def load_balancer(render: Callable[[Mapping[str, object]], Rendered]) -> Rendere
 
 
 @pytest.fixture(scope="session")
+def ip_host(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    """A cluster without DNS: clients reach the registry by a node's IP address."""
+    return render({**MINIMAL_CONFIG, "host": "192.168.1.10", "exposure": "nodePort"})
+
+
+@pytest.fixture(scope="session")
 def scale(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
     return render(stack_config("scale"))
 

@@ -31,7 +31,12 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("host with scheme", {"host": "https://portus.example.com"}, "host"),
     ("host with port", {"host": "portus.example.com:443"}, "host"),
     ("host with underscore and capitals", {"host": "Portus_Example.com"}, "host"),
-    ("host is an IP address", {"host": "10.0.0.1"}, "host"),
+    ("host with an underscore", {"host": "portus_example.com"}, "host"),
+    ("host is an IP address behind an Ingress", {"host": "10.0.0.1"}, "host"),
+    ("registry host is an IP address behind an Ingress", {"registryHost": "10.0.0.2"}, "registryHost"),
+    ("host is an IPv6 address", {"exposure": "nodePort", "host": "fd00::10"}, "host"),
+    ("host is no valid IPv4 address", {"exposure": "nodePort", "host": "10.0.0.256"}, "host"),
+    ("cluster domain is an IP address", {"clusterDomain": "10.96.0.10"}, "clusterDomain"),
     ("registry host with an empty label", {"registryHost": "registry..example.com"}, "registryHost"),
     ("missing admin e-mail", {"adminEmail": _REMOVE}, "adminEmail"),
     ("malformed admin e-mail", {"adminEmail": "not-an-email"}, "adminEmail"),
@@ -43,6 +48,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("port zero", {"publicPort": 0}, "publicPort"),
     ("port out of range", {"publicPort": 70000}, "publicPort"),
     ("port of the wrong type", {"publicPort": "https"}, "publicPort"),
+    ("port that is no whole number", {"publicPort": 8443.5}, "publicPort"),
     ("node port outside the node port range", {"exposure": "nodePort", "publicPort": 443}, "publicPort"),
     ("nodePort mode with an ingress class", {"exposure": "nodePort", "ingressClassName": "nginx"},
      "ingressClassName"),
@@ -156,18 +162,22 @@ def test_table_is_large_enough() -> None:
     assert len(BAD_CONFIGS) >= 25
 
 
-@pytest.mark.parametrize(("problem", "overrides", "key"), BAD_CONFIGS, ids=[case[0] for case in BAD_CONFIGS])
-def test_render_rejects_bad_config(problem: str, overrides: dict[str, object], key: str, tmp_path: Path) -> None:
+def _render(config: dict[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m tests.render`` of a stack file with ``config``, beside a copy of Pulumi.yaml (the CLI
+    reads the project's declarations there, and the renderer does as the CLI does)."""
     stack_file = tmp_path / "Pulumi.bad.yaml"
-    stack_file.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in _config(overrides).items()}}))
-    # The renderer reads Pulumi.yaml beside the stack file, as the CLI does.
+    stack_file.write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in config.items()}}))
     (tmp_path / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
-    out_dir = tmp_path / "out"
-
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.render", str(stack_file), str(out_dir)],
+    return subprocess.run(
+        [sys.executable, "-m", "tests.render", str(stack_file), str(tmp_path / "out")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
+
+
+@pytest.mark.parametrize(("problem", "overrides", "key"), BAD_CONFIGS, ids=[case[0] for case in BAD_CONFIGS])
+def test_render_rejects_bad_config(problem: str, overrides: dict[str, object], key: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    result = _render(_config(overrides), tmp_path)
 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -185,14 +195,59 @@ def test_message_names_key_value_and_what_is_allowed() -> None:
     )
 
 
-def test_pulumi_yaml_declares_every_key_with_its_type_and_default() -> None:
+def test_pulumi_yaml_declares_every_key_with_its_default_and_no_type() -> None:
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
     assert set(declared) == {key.name for key in KEYS}
     for key in KEYS:
         assert declared[key.name]["description"] == key.description
-        assert declared[key.name].get("type") == key.yaml_type, key.name
+        # A declared type makes the CLI reject a mistyped value with its own sentence before the program
+        # runs; without one, the program's check names the key, the value and what is allowed.
+        assert "type" not in declared[key.name], f"{key.name}: remove `type:` from Pulumi.yaml"
         if "default" in declared[key.name]:
             assert declared[key.name]["default"] == key.default, key.name
+
+
+# (key, value as written in a stack file, the whole line the program prints)
+TYPE_ERRORS = [
+    ("publicPort", "abc", "config error: portus:publicPort = 'abc': an integer from 1 to 65535"),
+    ("publicPort", 8443.5, "config error: portus:publicPort = '8443.5': an integer from 1 to 65535"),
+    ("keepDataOnDestroy", "maybe", "config error: portus:keepDataOnDestroy = 'maybe': true or false"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "line"), TYPE_ERRORS, ids=[f"{k}={v}" for k, v, _ in TYPE_ERRORS])
+def test_type_errors_print_the_config_error_line(key: str, value: object, line: str, tmp_path: Path) -> None:
+    result = _render({**MINIMAL_CONFIG, key: value}, tmp_path)
+    assert (result.returncode, result.stderr) == (2, line + "\n")
+
+
+# (host as written, what the message must say)
+HOST_RULES = [
+    ("Portus.Example.COM", "in lower case: portus.example.com"),
+    ("https://portus.example.com", "without a scheme: portus.example.com"),
+    ("portus.example.com:8443", "without a port: portus.example.com (the port is publicPort)"),
+    ("portus.example.com/v2", "without a path: portus.example.com"),
+    ("portus_example.com", "'_' is not allowed"),
+    ("portus-.example.com", "labels start and end with a letter or digit: 'portus-'"),
+    ("192.168.1.10", "an IP address needs exposure nodePort or loadBalancer"),
+    ("fd00::10", "IPv6 addresses are not supported"),
+]
+
+
+@pytest.mark.parametrize(("host", "rule"), HOST_RULES, ids=[h for h, _ in HOST_RULES])
+def test_host_errors_say_which_rule_failed(host: str, rule: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({**MINIMAL_CONFIG, "host": host})
+    assert str(error.value).startswith(f"config error: portus:host = {host!r}: ")
+    assert rule in str(error.value)
+
+
+@pytest.mark.parametrize("exposure", ["nodePort", "loadBalancer"])
+def test_ip_addresses_are_hosts_with_node_port_or_load_balancer(exposure: str) -> None:
+    config = parse_config({**MINIMAL_CONFIG, "exposure": exposure, "host": "192.168.1.10",
+                           "registryHost": "192.168.1.11"})
+    assert (config.host, config.registry_host) == ("192.168.1.10", "192.168.1.11")
+    assert config.registry_address == ("192.168.1.11:30443" if exposure == "nodePort" else "192.168.1.11")
 
 
 def test_defaults_of_a_minimal_config() -> None:

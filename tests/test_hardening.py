@@ -17,6 +17,7 @@ from tests.objects import (
     all_containers,
     container,
     get,
+    mount_of,
     named_prefix,
     pod_spec,
     pod_template,
@@ -316,6 +317,54 @@ def test_no_portus_container_takes_a_secret_through_its_environment(stack: Rende
 
 def container_images(workload: Obj) -> set[str]:
     return {spec["image"] for spec in all_containers(workload)}
+
+
+# Workload -> (its pod's UID, the UID that wrote its kept volume in earlier releases, or None)
+HIGH_UIDS = {"proxy": (10101, None), "registry": (11000, 1000), "mariadb": (10999, 999)}
+
+
+def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(stack: Rendered) -> None:
+    for name, (uid, previous) in HIGH_UIDS.items():
+        workload = next((w for w in workloads(stack) if w["metadata"]["name"] == name), None)
+        if workload is None:  # an external database: no MariaDB
+            continue
+        security = pod_spec(workload)["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (uid, uid, uid), name
+        assert security["fsGroupChangePolicy"] == "OnRootMismatch"
+        for spec in all_containers(workload):
+            # Only the init container that hands an earlier release's files over runs as another user.
+            expected = previous if spec["name"] == "file-ownership" else uid
+            assert spec["securityContext"].get("runAsUser", uid) == expected, (name, spec["name"])
+        handover = [c for c in all_containers(workload) if c["name"] == "file-ownership"]
+        # Object storage leaves the registry no volume of an earlier release's files to hand over.
+        holds_data = bool(workload["spec"].get("volumeClaimTemplates")) or any(
+            "persistentVolumeClaim" in volume for volume in pod_spec(workload)["volumes"])
+        if previous is None or not holds_data:
+            assert handover == [], name
+            continue
+        (init,) = handover
+        data = init["volumeMounts"][0]["mountPath"]
+        assert init["command"] == [
+            "find", data, "(", "-type", "d", "!", "-user", str(previous), "!", "-path", data, ")", "-prune", "-o",
+            "-user", str(previous), "!", "-type", "l",
+            "(", "!", "-group", str(uid), "-o", "!", "-perm", "-060", "-o", "-type", "d", "!", "-perm", "-010", ")",
+            "-exec", "chgrp", str(uid), "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+",
+        ]
+        assert init is pod_spec(workload)["initContainers"][0], "the handover must run before anything uses the data"
+        assert data in {m["mountPath"] for m in container(workload)["volumeMounts"]}
+
+
+def test_database_takes_its_passwords_as_files(stack: Rendered) -> None:
+    for statefulset in stack.objects_of("StatefulSet"):  # none with an external database
+        for spec in all_containers(statefulset):
+            assert all("valueFrom" not in item for item in spec.get("env", [])), spec["name"]
+        server = {e["name"]: e.get("value") for e in container(statefulset)["env"]}
+        credentials = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "credentials")["secret"]
+        assert credentials["defaultMode"] == 0o440  # the pod's group (fsGroup) reads them, nobody else
+        mounted = mount_of(statefulset, container(statefulset), "Secret", credentials["secretName"])
+        assert server["MARIADB_ROOT_PASSWORD_FILE"] == f"{mounted}/root-password"
+        assert server["MARIADB_PASSWORD_FILE"] == f"{mounted}/password"
+        assert {"MARIADB_ROOT_PASSWORD", "MARIADB_PASSWORD"}.isdisjoint(server)
 
 
 def test_secret_outputs_stay_secret_in_state(stack: Rendered) -> None:

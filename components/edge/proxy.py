@@ -24,8 +24,9 @@ from components.pki import ServerCertificate
 
 NAME = "proxy"
 COMPONENT = "proxy"
-# The nginx-unprivileged image's `nginx` account.
-RUN_AS = kube.RunAs(user=101, group=101)
+# A high UID of no account on the node. nginx-unprivileged runs under any UID: with this nginx.conf every
+# file it writes (pid, temp paths) is under the runtime emptyDir, and it logs to stdout and stderr.
+RUN_AS = kube.RunAs(user=10101, group=10101)
 EXPORTER_PORT = 9113
 EXPORTER_PORT_NAME = "metrics"
 EXPORTER_RESOURCES = kube.ResourceSpec("10m", "16Mi", "100m", "64Mi")

@@ -32,6 +32,7 @@ from components.portus.runtime import (
     trust_bundle_init,
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
+from components.validation import ip_address
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -79,8 +80,8 @@ class PortusArgs:
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
     public_hosts: list[str]
     proxy_cluster_ip: pulumi.Input[str] | None
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too;
-    None leaves their resolution to the cluster's DNS."""
+    """The public DNS names resolve to the proxy inside Portus's pods, so the token realm works there too
+    (a public IP address is reached as clients reach it); None leaves their resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
     catalog_sync: str
@@ -212,6 +213,8 @@ class Portus(pulumi.ComponentResource):
                 "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
             }),
         ]
+        # Public DNS names resolve to the proxy inside the pod; an IP address is used as it is.
+        aliased = [host for host in args.public_hosts if not ip_address(host)]
         return PortusRuntime(
             image=args.image,
             account=kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT,
@@ -241,8 +244,8 @@ class Portus(pulumi.ComponentResource):
                 PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
                 PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
             ],
-            host_aliases=[] if args.proxy_cluster_ip is None else [
-                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
+            host_aliases=[] if args.proxy_cluster_ip is None or not aliased else [
+                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=aliased),
             ],
         )
 

@@ -26,8 +26,11 @@ from components.registry.storage import StorageBackend
 NAME = "registry"
 COMPONENT = "registry"
 TRUST_DIR = "/etc/ssl/portus"
-# The registry binary needs no privileges; any non-root identity that owns the volume works.
-RUN_AS = kube.RunAs(user=1000, group=1000)
+# A high UID of no account on the node. The registry binary needs no privileges and writes only to its
+# storage (group-writable through fsGroup); the image's entrypoint only picks the `registry` subcommand.
+RUN_AS = kube.RunAs(user=11000, group=11000)
+# Earlier releases ran as 1000; a kept image store still holds its files.
+PREVIOUS_RUN_AS = kube.RunAs(user=1000, group=1000)
 
 
 @dataclass
@@ -124,6 +127,10 @@ class Registry(pulumi.ComponentResource):
                     kube.config_map_volume("trust", args.trust_bundle),
                     *storage.volumes,
                 ],
+                # Every volume the storage mounts may hold an earlier release's files.
+                init_containers=[
+                    kube.ownership_handover(args.image, mount, PREVIOUS_RUN_AS, RUN_AS) for mount in storage.mounts
+                ] or None,
                 topology_spread_constraints=kube.spread_over_nodes(NAME) if args.storage.shared else None,
             ),
             {

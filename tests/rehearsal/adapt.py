@@ -4,12 +4,20 @@
 outside a pod: listen addresses and ports, the upstream and webhook addresses, and container paths
 (each volume is written to a local directory and its mount path rewritten to that directory). Names
 stay as rendered, so every TLS check uses the real SANs; a hosts file maps those names to 127.0.0.1
-for the programs that resolve them (see ``processes.with_hosts``).
+for the programs that resolve them (see ``processes.with_hosts``). A public IP address stays too: it
+must be a loopback address (127.0.0.2 stands for a node's address), and nginx listens on it.
+
+Run as root, the volumes are laid out as the kubelet does for the pod's ``fsGroup``: Secret files
+readable by that group only, writable volumes (emptyDir, claims) owned by root and writable by that group
+only; so the servers, run under their pods' UIDs, reach their files through the same group the cluster
+gives them.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -21,6 +29,7 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 
+from tests.rehearsal.processes import IS_ROOT, PodUser
 from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
@@ -53,6 +62,7 @@ class Workload:
     env: dict[str, str]
     mounts: dict[str, Path]
     """Mount path in the container -> local directory (or file, for a ``subPath`` mount)."""
+    user: PodUser
 
     def path(self, container_path: str) -> Path:
         """Where a path inside the container is on this machine."""
@@ -72,6 +82,9 @@ class Site:
     portus: Workload
     public_port: int
     """The port of ``registryHost``: nginx listens on it, as the node port does in the cluster."""
+    public_addresses: list[str]
+    """Where nginx listens: 127.0.0.1 for public DNS names (the hosts file maps them there), and each
+    public IP address itself."""
     upstream_hosts: dict[str, str]
     """Service (``portus``, ``registry``) -> the in-cluster name nginx's upstream uses and verifies."""
     hosts_file: Path
@@ -94,7 +107,9 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
-    public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
+    public = urlsplit(f"//{rendered.outputs['registryHost']}"), urlsplit(rendered.outputs["portalUrl"])
+    public_port = int(public[0].port or 443)
+    public_addresses = sorted({address_of(url.hostname or "") for url in public})
     proxy = _workload(objects, "proxy", root)
     exporter = _workload(objects, "proxy", root, container_name="exporter")
     registry = _workload(objects, "registry", root)
@@ -110,7 +125,8 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
         upstream_hosts[service] = match[1]
         return "\n        ".join(f"server {LOOPBACK}:{port};" for port in upstream_ports[service])
 
-    text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
+    listen = "\n        ".join(f"listen {address}:{public_port} ssl;" for address in public_addresses)
+    text, listens = re.subn(r"listen \d+ ssl;", listen, nginx_conf.read_text())
     text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
     if listens != 1 or status_listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
@@ -130,7 +146,8 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
         # Replicas share everything but their listen addresses, as pods of one Deployment do.
         replica_file = config_file if index == 0 else config_file.with_name(f"replica-{index}-{config_file.name}")
         replica_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        registries.append(Workload([*registry.argv[:-1], str(replica_file)], dict(registry.env), registry.mounts))
+        registries.append(Workload([*registry.argv[:-1], str(replica_file)], dict(registry.env), registry.mounts,
+                                   registry.user))
 
     portus.env["PORTUS_PUMA_HOST"] = f"{LOOPBACK}:{ports.portus}"
 
@@ -148,7 +165,16 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(proxy, exporter, registries, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(proxy, exporter, registries, portus, public_port, public_addresses, upstream_hosts, hosts_file,
+                ca_dir)
+
+
+def address_of(host: str) -> str:
+    """Where a public name is reached: an IP address is itself, a DNS name is on 127.0.0.1."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return LOOPBACK
 
 
 def _exporter_arg(arg: str, ports: Ports) -> str:
@@ -170,7 +196,8 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
         local = root / name / mount["mountPath"].lstrip("/")
-        files = _volume_files(objects, volumes[mount["name"]])
+        volume = volumes[mount["name"]]
+        files = _volume_files(objects, volume)
         if "subPath" in mount:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_text(files[mount["subPath"]])
@@ -178,14 +205,29 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
             local.mkdir(parents=True, exist_ok=True)
             for file, content in files.items():
                 (local / file).write_text(content)
+            if IS_ROOT and name != "portus":
+                _as_the_kubelet_lays_out(local, volume, pod["securityContext"]["fsGroup"])
         mounts[mount["mountPath"]] = local
     env = {e["name"]: _localize(_env_value(objects, e), mounts) for e in container.get("env", [])}
+    user = PodUser.of(pod, container)
     if name == "portus":
         # A local program, not a container command: its paths are this machine's already.
-        return Workload(STANDIN, env, mounts)
+        return Workload(STANDIN, env, mounts, user)
     program, *args = container.get("command") or [container["image"].split("/")[-1].split(":")[0]]
     argv = [DEBIAN_PROGRAMS[program], *args, *container.get("args", [])]
-    return Workload([_localize(a, mounts) for a in argv], env, mounts)
+    return Workload([_localize(a, mounts) for a in argv], env, mounts, user)
+
+
+def _as_the_kubelet_lays_out(local: Path, volume: Mapping[str, Any], fs_group: int) -> None:
+    """Ownership and modes of a mounted volume: Secret files are the pod group's to read (``defaultMode``);
+    an emptyDir or a claim is writable by the pod group alone, with new files inheriting that group."""
+    if "secret" in volume:
+        for file in local.iterdir():
+            os.chown(file, 0, fs_group)
+            file.chmod(volume["secret"].get("defaultMode", 0o644))
+    elif {"emptyDir", "persistentVolumeClaim"} & volume.keys():
+        os.chown(local, 0, fs_group)
+        local.chmod(0o2770)
 
 
 def _data(obj: Mapping[str, Any]) -> dict[str, str]:

@@ -92,7 +92,9 @@ def _client(rig: Rig, route: Route, image: Image, repository: str, pushed: threa
 def _measure(rig: Rig, images: list[Image], route: Route) -> Run:
     """Every client pushes its image to an empty store over ``route``, then pulls it back."""
     rig.registry.stop()
-    shutil.rmtree(rig.storage, ignore_errors=True)
+    # Empty the store, not remove it: it is the pod's volume, which the registry cannot create.
+    for entry in rig.storage.iterdir():
+        shutil.rmtree(entry)
     rig.registry.start()
     relays = route.relays()
     marks: dict[str, tuple[float, float]] = {}

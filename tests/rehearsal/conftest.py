@@ -9,7 +9,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from tests.rehearsal.image import Image, build_image
-from tests.rehearsal.processes import missing_binaries
+from tests.rehearsal.processes import missing_binaries, namespaces_unavailable
 from tests.rehearsal.rig import Rig, render_rehearsal_stack, running
 from tests.render import Rendered
 
@@ -17,13 +17,21 @@ MIB = 1 << 20
 
 
 @pytest.fixture(scope="session")
-def rendered() -> Rendered:
+def rehearsal_ready() -> None:
+    """Fails when a program is missing (a set-up error); skips, with the reason, where the kernel lets
+    neither root nor this user have a private mount namespace."""
     if missing := missing_binaries():
         pytest.fail(
             f"the rehearsal needs {', '.join(missing)}; install them with"
-            " `apt-get install nginx-light docker-registry skopeo prometheus-nginx-exporter` (.ci/run does)",
+            " `apt-get install nginx-light docker-registry skopeo prometheus-nginx-exporter` (./test.sh does)",
             pytrace=False,
         )
+    if reason := namespaces_unavailable():
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def rendered(rehearsal_ready: None) -> Rendered:
     return render_rehearsal_stack()
 
 

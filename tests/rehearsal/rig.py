@@ -26,9 +26,9 @@ from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
 from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
-from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
+from tests.rehearsal.adapt import LOOPBACK, Ports, adapt, address_of
 from tests.rehearsal.image import Image
-from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts
+from tests.rehearsal.processes import Service, as_pod_user, child_env, free_port, run, with_hosts
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
 from tests.render import Rendered, load_stack_file, render_stack
 
@@ -39,15 +39,14 @@ NODE_PORTS = (30000, 32767)
 SKOPEO_TIMEOUT = 300
 
 
-def render_rehearsal_stack(overrides: Mapping[str, object] | None = None) -> Rendered:
+def render_rehearsal_stack(**overrides: object) -> Rendered:
     """The production example stack, exposed on a free node port instead of through an Ingress (there
-    is no ingress controller here), so the public names carry a port nginx can listen on.
-
-    ``overrides`` (keys without the project prefix) change it further; a None value removes the key."""
+    is no ingress controller here), so the public names carry a port nginx can listen on; ``overrides``
+    set (or, with None, remove) keys."""
     config, project, stack = load_stack_file(STACK_FILE)
     config = {k: v for k, v in config.items() if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
     config |= {f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS)}
-    config |= {f"{project}:{key}": value for key, value in (overrides or {}).items()}
+    config |= {f"{project}:{key}": value for key, value in overrides.items()}
     return render_stack({k: v for k, v in config.items() if v is not None}, project, stack)
 
 
@@ -62,20 +61,21 @@ class Response:
 
 
 class _LoopbackHTTPS(http.client.HTTPSConnection):
-    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1."""
+    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1, or to a
+    loopback IP address (checked against the certificate's IP SANs)."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout, context=tls)
         self.tls = tls
 
     def connect(self) -> None:
-        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        sock = socket.create_connection((address_of(self.host), self.port), self.timeout)
         self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def https(url: str, method: str = "GET", *, ca: Path, headers: Mapping[str, str] | None = None,
           body: bytes | None = None, timeout: float = 10) -> Response:
-    """One request to ``url`` (its host reached on 127.0.0.1), trusting only the CA in ``ca``."""
+    """One request to ``url`` (a name reached on 127.0.0.1), trusting only the CA in ``ca``."""
     parts = urlsplit(url)
     assert parts.hostname and parts.port
     connection = _LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
@@ -145,12 +145,13 @@ class Rig:
         for index, (workload, (_, debug_port)) in enumerate(zip(site.registries, self.ports.registries, strict=True)):
             name = "registry" if index == 0 else f"registry-{index}"
             self.registries.append(Service(
-                name, with_hosts(workload.argv, site.hosts_file), child_env(workload.env), logs / f"{name}.log",
-                functools.partial(_registry_healthy, debug_port),
+                name, with_hosts(as_pod_user(workload.argv, workload.user), site.hosts_file), child_env(workload.env),
+                logs / f"{name}.log", functools.partial(_registry_healthy, debug_port),
             ))
         self.registry = self.registries[0]
         self.proxy = Service(
-            "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
+            "proxy", as_pod_user(site.proxy.argv, site.proxy.user), child_env(site.proxy.env), logs / "proxy.log",
+            self._proxy_healthy,
         )
         self.exporter = Service(
             "exporter", site.exporter.argv, child_env(site.exporter.env), logs / "exporter.log",
@@ -274,8 +275,10 @@ class Rig:
         """Copy an image from the registry into a fresh ``dir:`` directory."""
         destination = self.root / "pulled" / f"{repository.replace('/', '_')}-{time.monotonic_ns()}"
         destination.mkdir(parents=True)
+        # --remove-signatures: the test images are unsigned, and skopeo would look for signatures in root's
+        # /var/lib/containers/sigstore, which a user namespace's root may not read.
         done = self.skopeo(
-            "copy", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
+            "copy", "--remove-signatures", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
             f"docker://{registry or self.registry_host}/{repository}:{tag}", f"dir:{destination}",
         )
         return destination, done
@@ -285,7 +288,7 @@ class Rig:
 def running(rendered: Rendered, parent: Path | None = None, registry_replicas: int = 1) -> Iterator[Rig]:
     """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
     with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
-        # nginx's workers run as nobody (the master as root): they must reach their temp dirs.
+        # The servers run under their pods' UIDs: they must reach their files below.
         os.chmod(root, 0o755)
         rig = Rig(rendered, Path(root), registry_replicas)
         try:

@@ -85,16 +85,16 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
 @pytest.fixture(scope="module")
 def s3_rendered(rendered: Rendered, object_store: str, redis: Redis) -> Rendered:
     # ``rendered`` (the plain rehearsal stack) checks first that the programs are installed.
-    return render_rehearsal_stack({
-        "registryStorageSize": None,
-        "registryStorage": {
+    return render_rehearsal_stack(
+        registryStorageSize=None,
+        registryStorage={
             "type": "s3", "bucket": BUCKET, "region": "us-east-1", "regionEndpoint": object_store,
             "rootDirectory": ROOT, "chunkSize": "5Mi", "accessKey": ACCESS_KEY, "secretKey": SECRET_KEY,
         },
-        "registryReplicas": 2,
-        "registryCache": {"type": "redis", "address": f"127.0.0.1:{redis.port}", "password": REDIS_PASSWORD,
-                          "db": REDIS_DB},
-    })
+        registryReplicas=2,
+        registryCache={"type": "redis", "address": f"127.0.0.1:{redis.port}", "password": REDIS_PASSWORD,
+                       "db": REDIS_DB},
+    )
 
 
 @pytest.fixture
