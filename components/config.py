@@ -29,6 +29,7 @@ from components.edge.exposure import Exposure
 from components.kube import ResourceSpec
 from components.monitoring import MetricsConfig
 from components.portus import CATALOG_SYNC
+from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
 from components.registry.cache import BlobDescriptorCache, InMemoryCache, RedisCache
 from components.registry.storage import (
     ACCESS_MODES,
@@ -133,6 +134,7 @@ class PlatformConfig:
     catalog_sync: str
     backup: BackupConfig
     metrics: MetricsConfig
+    portus_settings: PortusSettings
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -252,6 +254,20 @@ KEYS: tuple[Key, ...] = (
         "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
         "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
         "labels: extra labels for the Prometheus selector}."),
+    Key("ldap", as_object, None, None,
+        "Sign in against an LDAP directory (Portus's ldap section): {hostname, port, encryption: {method, ca},"
+        " base, filter, uid, authentication: {bindDn, password}, guessEmail: {enabled, attr}, cidrs}."),
+    Key("oidc", as_object, None, None,
+        "Sign-in providers and local login (Portus's oauth section): {localLogin, openId, googleOauth2, github,"
+        " gitlab, bitbucket}; Portus 2.4.3's openId is OpenID 2.0, it has no OpenID Connect."),
+    Key("email", as_object, None, None,
+        "Portus's mail (its email section): {from, name, replyTo, smtp: {address, port, domain, sslTls,"
+        " enableStarttlsAuto, opensslVerifyMode, ca, userName, password, authentication, cidrs}}."),
+    Key("tagRetention", as_object, None, None,
+        "Delete old tags in the background (Portus's delete.garbage_collector): {enabled, olderThan (days), tag}."),
+    Key("permissions", as_object, None, None,
+        "What users who are not administrators may do (Portus's user_permission): {changeVisibility, createTeam,"
+        " manageTeam, createNamespace, manageNamespace, createWebhook, manageWebhook, pushImages}."),
 )
 
 
@@ -390,6 +406,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         catalog_sync=values["catalogSync"],
         backup=database.backup,
         metrics=_parse_metrics(values["metrics"]),
+        portus_settings=_parse_portus_settings(values),
     )
 
 
@@ -528,6 +545,22 @@ def database_name(raw: Any) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_$.@-]{1,63}", value):
         raise ValueError("1 to 63 letters, digits or _ $ . @ -")
     return value
+
+
+def _parse_portus_settings(values: dict[str, Any]) -> PortusSettings:
+    """Each setting from its own key; a key that is not set (or ``enabled: false``) contributes nothing."""
+    ldap = Ldap.parse("ldap", values["ldap"]) if values["ldap"] is not None else None
+    if ldap and values["signupEnabled"]:
+        raise ConfigError("signupEnabled", True, "has no effect with LDAP (Portus creates accounts at the first"
+                                                  " LDAP sign-in); remove it or set it to false")
+    parts = (
+        ldap,
+        OAuth.parse("oidc", values["oidc"], ldap_enabled=ldap is not None) if values["oidc"] is not None else None,
+        Email.parse("email", values["email"], helo_domain=values["host"]) if values["email"] is not None else None,
+        TagRetention.parse("tagRetention", values["tagRetention"]) if values["tagRetention"] is not None else None,
+        Permissions.parse("permissions", values["permissions"]) if values["permissions"] is not None else None,
+    )
+    return PortusSettings(tuple(part for part in parts if part is not None))
 
 
 def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, Any]) -> ExposureConfig:

@@ -205,6 +205,7 @@ class PortusPlatform(pulumi.ComponentResource):
             ),
             admin_username=config.admin_username,
             admin_email=config.admin_email,
+            settings=config.portus_settings,
             wait_for=[*db.ready, reg],
         ), child)
 
@@ -238,6 +239,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics),
                 *network.token_realm_flows(config.host, config.exposure.port),
+                *config.portus_settings.flows(),
                 *(network.to_remote("registry", remote)
                   for remote in [*config.storage.registry.remotes(), *config.registry_cache.remotes()]),
             ],

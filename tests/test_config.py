@@ -24,6 +24,13 @@ S3 = {"type": "s3", "bucket": "portus-images", "region": "eu-west-1"}
 REDIS = {"type": "redis", "address": "redis.cache.svc.cluster.local:6379"}
 EXTERNAL_DB = {"type": "external", "adapter": "postgresql", "host": "db.example.com", "name": "portus",
                "username": "portus", "passwordSecret": "portus-db"}
+_LDAP = {"hostname": "ldap.corp.example", "base": "ou=people,dc=corp,dc=example"}
+_MAIL = {"from": "registry@corp.example"}
+_PEM = (
+    "-----BEGIN CERTIFICATE-----\nMIIBJDCBzKADAgECAgEBMAoGCCqGSM49BAMCMBIxEDAOBgNVBAMMB0NvcnAgQ0Ew\n"
+    "-----END CERTIFICATE-----\n"
+)
+_KEY = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
 
 # (what is wrong, overrides of the minimal valid config, the key the message must name)
 BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
@@ -143,6 +150,72 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("internal database with a host", {"database": {"type": "internal", "host": "db.example.com"}},
      "database.host"),
     ("backups with an external database", {"database": EXTERNAL_DB, "backup": {"enabled": True}}, "backup.enabled"),
+    # portus:ldap
+    ("LDAP settings that are not an object", {"ldap": "ldap.corp.example"}, "ldap"),
+    ("LDAP without a host", {"ldap": {"base": "dc=corp,dc=example"}}, "ldap.hostname"),
+    ("LDAP enabled without base", {"ldap": {"enabled": True, "hostname": "ldap.corp.example"}}, "ldap.base"),
+    ("LDAP port out of range", {"ldap": {**_LDAP, "port": 70000}}, "ldap.port"),
+    ("unknown LDAP encryption", {"ldap": {**_LDAP, "encryption": {"method": "ldaps"}}}, "ldap.encryption.method"),
+    ("LDAP CA with plain LDAP", {"ldap": {**_LDAP, "encryption": {"method": "none", "ca": _PEM}}},
+     "ldap.encryption.ca"),
+    ("LDAP CA that is a private key", {"ldap": {**_LDAP, "encryption": {"ca": _KEY}}}, "ldap.encryption.ca"),
+    ("LDAP timeout, which Portus 2.4.3 ignores", {"ldap": {**_LDAP, "timeout": 10}}, "ldap.timeout"),
+    ("LDAP filter with unbalanced parentheses", {"ldap": {**_LDAP, "filter": "(&(uid=*)"}}, "ldap.filter"),
+    ("LDAP bind DN without its password",
+     {"ldap": {**_LDAP, "authentication": {"bindDn": "cn=portus,dc=corp,dc=example"}}},
+     "ldap.authentication.password"),
+    ("LDAP bind password Portus would read as a number",
+     {"ldap": {**_LDAP, "authentication": {"bindDn": "cn=portus,dc=corp,dc=example", "password": "0123"}}},
+     "ldap.authentication.password"),
+    ("LDAP address range with host bits set", {"ldap": {**_LDAP, "cidrs": ["10.20.0.1/16"]}}, "ldap.cidrs"),
+    ("sign-up switched on with LDAP", {"ldap": _LDAP, "signupEnabled": True}, "signupEnabled"),
+    # portus:oidc
+    ("OpenID Connect issuer, which Portus 2.4.3 lacks", {"oidc": {"issuer": "https://sso.corp.example"}},
+     "oidc.issuer"),
+    ("OpenID without the provider's identifier", {"oidc": {"openId": {"domain": "corp.example"}}},
+     "oidc.openId.identifier"),
+    ("OpenID identifier over plain HTTP", {"oidc": {"openId": {"identifier": "http://openid.corp.example"}}},
+     "oidc.openId.identifier"),
+    ("GitLab sign-in without its secret",
+     {"oidc": {"gitlab": {"applicationId": "app", "server": "https://gitlab.corp.example"}}}, "oidc.gitlab.secret"),
+    ("GitHub sign-in open to every GitHub account",
+     {"oidc": {"github": {"clientId": "app", "clientSecret": "s3cret-value"}}}, "oidc.github.organization"),
+    ("GitHub team without its organization",
+     {"oidc": {"github": {"clientId": "app", "clientSecret": "s3cret-value", "team": "registry"}}},
+     "oidc.github.organization"),
+    ("an OAuth provider Portus 2.4.3 does not have", {"oidc": {"keycloak": {"clientId": "app"}}}, "oidc.keycloak"),
+    ("local login off with nothing to sign in with", {"oidc": {"localLogin": False}}, "oidc.localLogin"),
+    # portus:email
+    ("malformed sender address", {"email": {"from": "registry"}}, "email.from"),
+    ("SMTP without a sender address", {"email": {"smtp": {"address": "smtp.corp.example"}}}, "email.from"),
+    ("SMTP without a relay", {"email": {**_MAIL, "smtp": {"port": 587}}}, "email.smtp.address"),
+    ("SMTP port zero", {"email": {**_MAIL, "smtp": {"address": "smtp.corp.example", "port": 0}}},
+     "email.smtp.port"),
+    ("unknown SMTP TLS mode", {"email": {**_MAIL, "smtp": {"address": "smtp.corp.example", "sslTls": "starttls"}}},
+     "email.smtp.sslTls"),
+    ("unknown SMTP verify mode",
+     {"email": {**_MAIL, "smtp": {"address": "smtp.corp.example", "opensslVerifyMode": "fail"}}},
+     "email.smtp.opensslVerifyMode"),
+    ("SMTP user without a password",
+     {"email": {**_MAIL, "smtp": {"address": "smtp.corp.example", "userName": "portus"}}}, "email.smtp.password"),
+    ("SMTP password from a Secret with an invalid name",
+     {"email": {**_MAIL, "smtp": {"address": "smtp.corp.example", "userName": "portus",
+                                  "password": {"existingSecret": "Corp_SMTP"}}}},
+     "email.smtp.password.existingSecret"),
+    # portus:tagRetention
+    ("retention with a negative age", {"tagRetention": {"olderThan": -1}}, "tagRetention.olderThan"),
+    ("retention without an age", {"tagRetention": {"tag": "^build-"}}, "tagRetention.olderThan"),
+    ("retention keeping the latest tags, which Portus 2.4.3 lacks",
+     {"tagRetention": {"olderThan": 30, "keepLatest": 5}}, "tagRetention.keepLatest"),
+    ("retention tag pattern that is no regular expression", {"tagRetention": {"olderThan": 30, "tag": "build-("}},
+     "tagRetention.tag"),
+    ("retention tag pattern Portus would read as a number", {"tagRetention": {"olderThan": 30, "tag": "2024"}},
+     "tagRetention.tag"),
+    # portus:permissions
+    ("unknown push policy", {"permissions": {"pushImages": "everyone"}}, "permissions.pushImages.policy"),
+    ("permission switch that is not a boolean", {"permissions": {"createTeam": "no"}},
+     "permissions.createTeam.enabled"),
+    ("permission Portus 2.4.3 does not have", {"permissions": {"deleteImages": False}}, "permissions.deleteImages"),
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components import network
-from tests.conftest import CONFIG_SECRETS, stack_config
+from tests.conftest import CONFIG_SECRETS, SETTINGS_SECRETS, stack_config
 from tests.objects import (
     Obj,
     all_containers,
@@ -35,7 +35,7 @@ def workloads(rendered: Rendered) -> Iterator[Obj]:
         yield from rendered.objects_of(kind)
 
 
-@pytest.fixture(params=["dev", "prod", "node_port", "scale"])
+@pytest.fixture(params=["dev", "prod", "node_port", "integrations", "scale"])
 def stack(request: pytest.FixtureRequest) -> Rendered:
     rendered: Rendered = request.getfixturevalue(request.param)
     return rendered
@@ -253,7 +253,8 @@ def test_upgrades_and_tuning_never_replace_volumes_keys_or_passwords(
 
 
 def _generated_secrets(rendered: Rendered) -> list[str]:
-    values = []
+    """Every secret the stack holds: generated ones, and the credentials its config gives Portus."""
+    values: list[object] = [*SETTINGS_SECRETS.values(), *CONFIG_SECRETS.values()]
     for record in rendered.resources:
         if record.type in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             values.append(record.outputs["result"])
@@ -280,13 +281,12 @@ def _places_secrets_must_not_be(rendered: Rendered) -> Iterator[tuple[str, str]]
         yield f"ID of {record.type} {record.name}", str(record.id)
 
 
-@pytest.mark.parametrize("name", ["dev", "prod", "node_port", "config_secrets"])
+@pytest.mark.parametrize("name", ["dev", "prod", "node_port", "integrations", "config_secrets"])
 def test_secrets_reach_kubernetes_only_through_secrets(name: str, request: pytest.FixtureRequest) -> None:
     stack: Rendered = request.getfixturevalue(name)
     secrets = _generated_secrets(stack)
     assert len(secrets) >= 8
     if name == "config_secrets":
-        secrets += CONFIG_SECRETS.values()
         in_secrets = "".join(json.dumps(o.get("stringData", {})) for o in stack.objects_of("Secret"))
         assert all(secret in in_secrets for secret in CONFIG_SECRETS.values())
     for place, text in _places_secrets_must_not_be(stack):

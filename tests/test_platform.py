@@ -31,7 +31,7 @@ from tests.objects import (
 from tests.render import Rendered
 from tests.schema import validate_objects
 
-STACKS = ("dev", "prod", "node_port", "load_balancer", "ip_host")
+STACKS = ("dev", "prod", "node_port", "load_balancer", "ip_host", "integrations")
 
 
 @pytest.fixture(params=STACKS)

@@ -13,6 +13,7 @@ secrets read from files as ``/init`` reads them), and the migration Job runs the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -24,6 +25,8 @@ from components.portus import tasks
 from components.portus.runtime import (
     APP_DIR,
     CA_BUNDLE_DIR,
+    CA_BUNDLE_FILE,
+    EXTRA_TRUST_VOLUME,
     TOKEN_KEY_FILE,
     PortusRuntime,
     PortusSecret,
@@ -33,6 +36,10 @@ from components.portus.runtime import (
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
 from components.validation import ip_address
+
+if TYPE_CHECKING:
+    # Only for the annotation: the settings module imports the network flows, which import this package.
+    from components.portus.settings import PortusSettings, SettingsAttachment
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -93,6 +100,8 @@ class PortusArgs:
     registry: RegistryRecord
     admin_username: str
     admin_email: str
+    settings: PortusSettings
+    """LDAP, sign-in providers, e-mail, tag retention and permissions: env, credentials and extra trust."""
     wait_for: list[pulumi.Resource] = field(default_factory=list)
     """What must be ready before the database migration, and so before any Portus pod, starts. The
     Service is not held back: the proxy resolves its name when it starts."""
@@ -134,7 +143,8 @@ class Portus(pulumi.ComponentResource):
             [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
             child,
         )
-        runtime = self._runtime(name, args, secrets.metadata.name)
+        settings = args.settings.attach(name, NAME, args.namespace, COMPONENT, self)
+        runtime = self._runtime(name, args, secrets.metadata.name, settings)
 
         def task(job: tasks.TaskJob) -> k8s.batch.v1.Job:
             return tasks.task_job(name, NAME, args.namespace, runtime, args.background_resources, job, self)
@@ -146,6 +156,8 @@ class Portus(pulumi.ComponentResource):
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
         }
+        if settings.secrets or settings.trust_config_map:
+            pod_annotations["checksum/settings"] = settings.checksum
         web = kube.deployment(
             name, NAME, args.namespace, COMPONENT, version, args.replicas,
             runtime.pod_spec(
@@ -191,7 +203,8 @@ class Portus(pulumi.ComponentResource):
         ))
         self.register_outputs({"serviceName": self.service.metadata.name})
 
-    def _runtime(self, name: str, args: PortusArgs, secrets: pulumi.Input[str]) -> PortusRuntime:
+    def _runtime(self, name: str, args: PortusArgs, secrets: pulumi.Input[str],
+                 settings: SettingsAttachment) -> PortusRuntime:
         env = [
             *kube.env({
                 # What /init exports before it starts anything.
@@ -209,12 +222,17 @@ class Portus(pulumi.ComponentResource):
                 "PORTUS_ANONYMOUS_BROWSING_ENABLED": "false",
                 "PORTUS_DELETE_ENABLED": "true",
                 "PORTUS_CHECK_SSL_USAGE_ENABLED": "true",
-                # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
-                "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
+                # Ruby's OpenSSL reads this bundle: the system roots, the platform CA and the settings' CAs.
+                "SSL_CERT_FILE": CA_BUNDLE_FILE,
             }),
+            *settings.env,
         ]
         # Public DNS names resolve to the proxy inside the pod; an IP address is used as it is.
         aliased = [host for host in args.public_hosts if not ip_address(host)]
+        extra_trust = (
+            [kube.config_map_volume(EXTRA_TRUST_VOLUME, settings.trust_config_map)] if settings.trust_config_map
+            else []
+        )
         return PortusRuntime(
             image=args.image,
             account=kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT,
@@ -233,16 +251,18 @@ class Portus(pulumi.ComponentResource):
                     "secrets", secrets, [k8s.core.v1.KeyToPathArgs(key="token.key", path="token.key")]
                 ),
                 kube.config_map_volume("trust", args.trust_bundle),
+                *extra_trust,
                 kube.empty_dir("ca-bundle", "8Mi"),
                 kube.empty_dir("app-tmp", "512Mi"),
                 kube.empty_dir("app-log", "256Mi"),
                 kube.empty_dir("tmp", "256Mi"),
             ],
-            init_containers=[trust_bundle_init(args.image)],
+            init_containers=[trust_bundle_init(args.image, extra_trust=bool(extra_trust))],
             secrets=[
                 database_password(args.database),
                 PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
                 PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
+                *settings.secrets,
             ],
             host_aliases=[] if args.proxy_cluster_ip is None or not aliased else [
                 k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=aliased),

@@ -38,6 +38,11 @@ APP_DIR = "/srv/Portus"
 TOKEN_KEY_FILE = "/etc/portus/token/token.key"
 TRUST_DIR = "/etc/portus/trust"
 CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
+CA_BUNDLE_FILE = f"{CA_BUNDLE_DIR}/ca-bundle.pem"
+# CAs that only Portus trusts (its directory's, its mail relay's), added to its bundle: the ``*.crt``
+# files of the volume EXTRA_TRUST_VOLUME.
+EXTRA_TRUST_DIR = "/etc/portus/trust-extra"
+EXTRA_TRUST_VOLUME = "extra-trust"
 SECRETS_DIR = "/etc/portus/secrets"
 SECRETS_VOLUME = "portus-secret-files"
 # openSUSE's bundle of the system's trusted roots.
@@ -192,20 +197,24 @@ def secret_files_volume(secrets: Sequence[PortusSecret]) -> k8s.core.v1.VolumeAr
     )
 
 
-def trust_bundle_init(image: str) -> k8s.core.v1.ContainerArgs:
-    """The system roots plus the platform CA, assembled without root (update-ca-certificates needs it).
+def trust_bundle_init(image: str, extra_trust: bool = False) -> k8s.core.v1.ContainerArgs:
+    """The system roots plus the platform CA (and, with ``extra_trust``, the ``*.crt`` files of the
+    EXTRA_TRUST_VOLUME volume), assembled without root (update-ca-certificates needs it).
 
     Without the system roots only outside services would fail, so that is a warning."""
+    extra = f" {EXTRA_TRUST_DIR}/*.crt" if extra_trust else ""
+    mounts = [k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True)]
+    if extra_trust:
+        mounts.append(
+            k8s.core.v1.VolumeMountArgs(name=EXTRA_TRUST_VOLUME, mount_path=EXTRA_TRUST_DIR, read_only=True)
+        )
     return kube.init_container(
         "ca-bundle",
         image,
         [
             "sh", "-c",
-            f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2; cat {TRUST_DIR}/ca.crt; }}"
-            f" > {CA_BUNDLE_DIR}/ca-bundle.pem",
+            f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2; cat {TRUST_DIR}/ca.crt{extra}; }}"
+            f" > {CA_BUNDLE_FILE}",
         ],
-        [
-            k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
-            k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR),
-        ],
+        [*mounts, k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR)],
     )

@@ -19,8 +19,9 @@ import base64
 import ipaddress
 import os
 import re
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,38 @@ def _localize(text: str, mounts: Mapping[str, Path]) -> str:
         return text
     pattern = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
     return re.sub(rf"(?<![\w./-])({pattern})(?![\w.-])", lambda m: str(mounts[m[1]]), text)
+
+
+def pod_container(rendered: Rendered, name: str, root: Path, run_init: Sequence[str] = (),
+                  existing_secrets: Mapping[str, Mapping[str, str]] | None = None) -> Workload:
+    """The first container of the Deployment ``name`` with its files under ``root``, after the shell
+    commands of the init containers named in ``run_init`` ran on them locally (paths rewritten, as for the
+    container), so files they build, such as Portus's CA bundle, are in place; its environment is what the
+    Portus entry hands Portus: each ``<NAME>_FILE`` replaced by ``<NAME>`` with the file's text (as
+    ``portus_secret`` in ``components/portus/runtime.py`` does, trailing newlines dropped like ``$(cat)``).
+    ``existing_secrets`` stand for Secrets the stack references but does not declare (name -> data)."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    for secret, data in (existing_secrets or {}).items():
+        objects["Secret", secret] = {"kind": "Secret", "metadata": {"name": secret}, "stringData": dict(data)}
+    pod = objects["Deployment", name]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for init in (c for c in pod.get("initContainers", []) if c["name"] in run_init):
+        mounts: dict[str, Path] = {}
+        for mount in init.get("volumeMounts", []):
+            local = root / name / mount["mountPath"].lstrip("/")
+            local.mkdir(parents=True, exist_ok=True)
+            for file, content in _volume_files(objects, volumes[mount["name"]]).items():
+                (local / file).write_text(content)
+            mounts[mount["mountPath"]] = local
+        shell, flag, script = init["command"]
+        if (shell, flag) != ("sh", "-c"):
+            raise ValueError(f"init container {init['name']}: not a shell command")
+        subprocess.run([shell, flag, _localize(script, mounts)], check=True, capture_output=True, timeout=30)
+    workload = _workload(objects, name, root)
+    # The names the rendered entry script reads from files.
+    from_files = re.findall(r"^portus_secret (\w+)$", pod["containers"][0]["command"][-1], re.MULTILINE)
+    env = {variable: value for variable, value in workload.env.items()
+           if variable.removesuffix("_FILE") not in from_files}
+    for variable in from_files:
+        env[variable] = Path(workload.env[f"{variable}_FILE"]).read_text().rstrip("\n")
+    return Workload(workload.argv, env, workload.mounts, workload.user)
