@@ -12,38 +12,62 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi.runtime.config
 
 from components.database.backup import BackupConfig
+from components.database.endpoint import (
+    ADAPTERS,
+    DEFAULT_PORTS,
+    DatabaseEndpoint,
+    ExternalDatabase,
+    InternalDatabase,
+)
 from components.edge.exposure import Edge, Exposure, IngressEdge, ProxyEdge
 from components.kube import ResourceSpec
 from components.monitoring import MetricsConfig
 from components.portus import CATALOG_SYNC
 from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
-from components.registry.storage import FilesystemStorage, StorageBackend
+from components.registry.cache import BlobDescriptorCache, InMemoryCache, RedisCache
+from components.registry.storage import (
+    ACCESS_MODES,
+    S3_MAX_CHUNK,
+    S3_MIN_CHUNK,
+    FilesystemStorage,
+    S3Storage,
+    StorageBackend,
+)
 from components.validation import (
     PROJECT,
     ConfigError,
     ObjectValue,
     as_bool,
     as_object,
+    as_str,
+    byte_count,
     byte_quantity,
+    cidr_list,
     cpu_quantity,
     cron_schedule,
     dns_label,
     email,
     folder,
     host_name,
+    host_port,
     int_between,
     ip_address,
+    network_host,
+    object_name,
     one_of,
     optional,
     pinned_image,
+    port,
     portus_username,
     public_host,
     quantity_value,
+    secret_text,
 )
 
 WORKLOADS = ("portus", "background", "registry", "database", "proxy")
@@ -87,6 +111,9 @@ class PlatformConfig:
     storage: StorageConfig
     images: Images
     resources: Mapping[str, ResourceSpec]
+    database: DatabaseEndpoint
+    registry_cache: BlobDescriptorCache
+    registry_replicas: int
     portus_replicas: int
     proxy_replicas: int
     admin_username: str
@@ -137,6 +164,8 @@ class Key:
     default: Any
     value_type: str | None
     description: str
+    holds_secrets: bool = False
+    """An object that may carry credentials (``pulumi config set --secret --path``): never shown."""
 
 
 _REQUIRED = object()
@@ -167,8 +196,20 @@ KEYS: tuple[Key, ...] = (
         "Size of the registry's image store; default 20Gi."),
     Key("registryExistingClaim", optional(dns_label), None, "string",
         "Use this existing PersistentVolumeClaim for the registry instead of creating one."),
+    Key("registryStorage", as_object, {"type": "filesystem"}, None,
+        "Where the registry keeps images: {type: filesystem, accessMode?} (a claim) or {type: s3, bucket, "
+        "region, regionEndpoint?, rootDirectory?, secure?, chunkSize?, credentialsSecret?, accessKey?, "
+        "secretKey?, redirect?, cidrs?} (object storage).", holds_secrets=True),
+    Key("registryReplicas", int_between(1, 20), 1, "integer",
+        "Replicas of the registry; more than 1 needs registryStorage type s3 or accessMode ReadWriteMany."),
+    Key("registryCache", as_object, {"type": "inmemory"}, None,
+        "The registry's blob-descriptor cache: {type: inmemory} (per pod) or {type: redis, address: host:port, "
+        "passwordSecret?, password?, db?, cidrs?} (shared).", holds_secrets=True),
     Key("databaseStorageSize", byte_quantity, "8Gi", "string",
         "Size of the MariaDB volume when its claim is created; grow the claim itself later."),
+    Key("database", as_object, {"type": "internal"}, None,
+        "Portus's database: {type: internal} (MariaDB in the namespace) or {type: external, adapter: "
+        "mysql2|postgresql, host, port?, name, username, passwordSecret?, password?, cidrs?}.", holds_secrets=True),
     Key("keepDataOnDestroy", as_bool, True, "boolean",
         "Keep the registry and database volumes (and the StatefulSet's claims) on pulumi destroy."),
     Key("portusImage", pinned_image, "opensuse/portus:2.4.3", "string", "Portus web and background image."),
@@ -312,18 +353,21 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         try:
             values[key.name] = key.parse(value)
         except ValueError as allowed:
-            raise ConfigError(key.name, value, str(allowed)) from None
+            raise ConfigError(key.name, "[secret]" if key.holds_secrets else value, str(allowed)) from None
 
     mode = Exposure(values["exposure"])
     exposure = _parse_exposure(mode, values, raw)
     if values["renderYamlTo"] and values["adoptExisting"]:
         raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
-    registry_existing_claim = values["registryExistingClaim"]
-    if registry_existing_claim and values["registryStorageSize"]:
+    registry_storage = _parse_registry_storage(values)
+    if values["registryReplicas"] > 1 and not registry_storage.shared:
         raise ConfigError(
-            "registryStorageSize", values["registryStorageSize"],
-            "conflicts with registryExistingClaim: the existing claim's size is used; set only one",
+            "registryReplicas", values["registryReplicas"],
+            "more than 1 needs storage every replica can use: registryStorage type s3, or type filesystem "
+            "with accessMode ReadWriteMany",
         )
+    resources = _parse_resources(values["resources"])
+    database = _parse_database(values, resources["database"])
     return PlatformConfig(
         namespace=values["namespace"],
         host=values["host"],
@@ -331,11 +375,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         exposure=exposure,
         storage=StorageConfig(
             storage_class=values["storageClass"],
-            registry=FilesystemStorage(
-                size=values["registryStorageSize"] or "20Gi",
-                storage_class=values["storageClass"],
-                existing_claim=registry_existing_claim,
-            ),
+            registry=registry_storage,
             database_size=values["databaseStorageSize"],
             keep_on_destroy=values["keepDataOnDestroy"],
             adopt_existing=values["adoptExisting"],
@@ -345,7 +385,10 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             database=values["databaseImage"], proxy=values["proxyImage"],
             proxy_exporter=values["proxyExporterImage"],
         ),
-        resources=_parse_resources(values["resources"]),
+        resources=resources,
+        database=database,
+        registry_cache=_parse_registry_cache(values["registryCache"]),
+        registry_replicas=values["registryReplicas"],
         portus_replicas=values["portusReplicas"],
         proxy_replicas=values["proxyReplicas"],
         admin_username=values["adminUsername"],
@@ -355,11 +398,147 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         cluster_domain=values["clusterDomain"],
         render_yaml_to=values["renderYamlTo"],
         catalog_sync=values["catalogSync"],
-        # The only database is the internal MariaDB so far; an external one passes False here.
-        backup=parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
+        backup=database.backup,
         metrics=_parse_metrics(values["metrics"]),
         portus_settings=_parse_portus_settings(values),
     )
+
+
+def _parse_registry_storage(values: dict[str, Any]) -> StorageBackend:
+    storage = ObjectValue("registryStorage", values["registryStorage"], (
+        "type", "accessMode", "bucket", "region", "regionEndpoint", "rootDirectory", "secure", "chunkSize",
+        "credentialsSecret", "accessKey", "secretKey", "redirect", "cidrs",
+    ), secrets=("accessKey", "secretKey"))
+    kind = storage.require("type", one_of("filesystem", "s3"), "required: filesystem or s3")
+    if kind == "filesystem":
+        for name in storage.fields[2:]:
+            storage.check(not storage.has(name), name, "only applies to type s3")
+        if values["registryExistingClaim"] and values["registryStorageSize"]:
+            raise ConfigError(
+                "registryStorageSize", values["registryStorageSize"],
+                "conflicts with registryExistingClaim: the existing claim's size is used; set only one",
+            )
+        return FilesystemStorage(
+            size=values["registryStorageSize"] or "20Gi",
+            storage_class=values["storageClass"],
+            existing_claim=values["registryExistingClaim"],
+            access_mode=storage.get("accessMode", one_of(*ACCESS_MODES), "ReadWriteOnce"),
+        )
+    storage.check(not storage.has("accessMode"), "accessMode", "only applies to type filesystem")
+    for name in ("registryStorageSize", "registryExistingClaim"):
+        if values[name]:
+            raise ConfigError(name, values[name], "only applies to registryStorage type filesystem")
+    has_keys = storage.has("accessKey") or storage.has("secretKey")
+    storage.check(not (has_keys and storage.has("credentialsSecret")), "credentialsSecret",
+                  "set either credentialsSecret or accessKey and secretKey, not both")
+    if has_keys:
+        for name in ("accessKey", "secretKey"):
+            storage.require(name, secret_text, "required with the other of accessKey and secretKey", secret=True)
+    return S3Storage(
+        bucket=storage.require("bucket", bucket_name, "required with type s3"),
+        region=storage.require("region", region_name, "required with type s3 (any value the service accepts)"),
+        region_endpoint=storage.get("regionEndpoint", endpoint_url, None),
+        root_directory=storage.get("rootDirectory", root_directory, None),
+        secure=storage.get("secure", as_bool, True),
+        chunk_size=storage.get("chunkSize", byte_count(S3_MIN_CHUNK, S3_MAX_CHUNK), None),
+        credentials_secret=storage.get("credentialsSecret", object_name, None),
+        access_key=storage.get("accessKey", secret_text, None, secret=True),
+        secret_key=storage.get("secretKey", secret_text, None, secret=True),
+        redirect=storage.get("redirect", as_bool, False),
+        cidrs=storage.get("cidrs", cidr_list, ()),
+    )
+
+
+def _parse_registry_cache(raw: Any) -> BlobDescriptorCache:
+    cache = ObjectValue("registryCache", raw, ("type", "address", "passwordSecret", "password", "db", "cidrs"),
+                        secrets=("password",))
+    if cache.require("type", one_of("inmemory", "redis"), "required: inmemory or redis") == "inmemory":
+        for name in cache.fields[1:]:
+            cache.check(not cache.has(name), name, "only applies to type redis")
+        return InMemoryCache()
+    cache.check(not (cache.has("password") and cache.has("passwordSecret")), "passwordSecret",
+                "set either passwordSecret or password, not both")
+    host, redis_port = cache.require("address", host_port, "required with type redis: host:port")
+    return RedisCache(
+        host=host,
+        port=redis_port,
+        db=cache.get("db", int_between(0, 1023), 0),
+        password_secret=cache.get("passwordSecret", object_name, None),
+        password=cache.get("password", secret_text, None, secret=True),
+        cidrs=cache.get("cidrs", cidr_list, ()),
+    )
+
+
+def _parse_database(values: dict[str, Any], resources: ResourceSpec) -> DatabaseEndpoint:
+    db = ObjectValue("database", values["database"], (
+        "type", "adapter", "host", "port", "name", "username", "passwordSecret", "password", "cidrs",
+    ), secrets=("password",))
+    internal = db.require("type", one_of("internal", "external"), "required: internal or external") == "internal"
+    backup = parse_backup(values["backup"], internal_database=internal, default_class=values["storageClass"])
+    if internal:
+        for name in db.fields[1:]:
+            db.check(not db.has(name), name, "only applies to type external")
+        return InternalDatabase(
+            image=values["databaseImage"], resources=resources, storage_size=values["databaseStorageSize"],
+            storage_class=values["storageClass"], backups=backup,
+        )
+    db.check(db.has("password") or db.has("passwordSecret"), "passwordSecret",
+             "required with type external: passwordSecret (a Secret with key password) or password (secret config)")
+    db.check(not (db.has("password") and db.has("passwordSecret")), "passwordSecret",
+             "set either passwordSecret or password, not both")
+    adapter = db.require("adapter", one_of(*ADAPTERS), "required with type external: mysql2 or postgresql")
+    return ExternalDatabase(
+        adapter=adapter,
+        host=db.require("host", network_host, "required with type external"),
+        port=db.get("port", port, DEFAULT_PORTS[adapter]),
+        name=db.require("name", database_name, "required with type external"),
+        username=db.require("username", database_name, "required with type external"),
+        password_secret=db.get("passwordSecret", object_name, None),
+        password=db.get("password", secret_text, None, secret=True),
+        cidrs=db.get("cidrs", cidr_list, ()),
+    )
+
+
+def bucket_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) or ".." in value:
+        raise ValueError("an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")
+    return value
+
+
+def region_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise ValueError("a region name such as us-east-1 (lower-case letters, digits and '-')")
+    return value
+
+
+def endpoint_url(raw: Any) -> str:
+    value = as_str(raw)
+    parts = urlsplit(value)
+    try:
+        valid = parts.scheme in ("https", "http") and bool(parts.hostname) and parts.port != 0
+        valid = valid and parts.path in ("", "/") and not parts.query and not parts.username
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError("an https:// (or http://) URL of the service, with an optional port and no path, "
+                         "e.g. https://minio.example.com:9000")
+    return value.rstrip("/")
+
+
+def root_directory(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", value):
+        raise ValueError("a path inside the bucket, e.g. /registry")
+    return value
+
+
+def database_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"[A-Za-z0-9_$.@-]{1,63}", value):
+        raise ValueError("1 to 63 letters, digits or _ $ . @ -")
+    return value
 
 
 def _parse_portus_settings(values: dict[str, Any]) -> PortusSettings:

@@ -48,9 +48,10 @@ WALK_RESOURCES = ResourceSpec("10m", "16Mi", "1", "64Mi")
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 
 
-def claim_spec(size: str, storage_class: str | None) -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
+def claim_spec(size: str, storage_class: str | None,
+               access_mode: str = "ReadWriteOnce") -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
     return k8s.core.v1.PersistentVolumeClaimSpecArgs(
-        access_modes=["ReadWriteOnce"],
+        access_modes=[access_mode],
         storage_class_name=storage_class,
         resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
     )
@@ -93,13 +94,23 @@ class KeptData:
         )
 
     def claim(self, resource_name: str, name: str, namespace: pulumi.Input[str], component: str, size: str,
-              storage_class: str | None, parent: pulumi.Resource) -> k8s.core.v1.PersistentVolumeClaim:
+              storage_class: str | None, parent: pulumi.Resource,
+              access_mode: str = "ReadWriteOnce") -> k8s.core.v1.PersistentVolumeClaim:
         return k8s.core.v1.PersistentVolumeClaim(
             resource_name,
             metadata=metadata(name, namespace, component, annotations=SKIP_AWAIT),
-            spec=claim_spec(size, storage_class),
+            spec=claim_spec(size, storage_class, access_mode),
             opts=self.options(parent),
         )
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A service outside the namespace that a workload connects to (an object store, a cache, a database):
+    its TCP port, and the address ranges it lives in (none: any address, the cluster's pods included)."""
+
+    port: int
+    cidrs: tuple[str, ...] = ()
 
 
 def image_version(image: str) -> str:
@@ -286,6 +297,18 @@ def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str
         ),
         opts=opts,
     )
+
+
+def spread_over_nodes(name: str) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Replicas of a workload on as many nodes as the scheduler can, without ever blocking a pod."""
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="kubernetes.io/hostname",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
+        )
+    ]
 
 
 def tls_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,

@@ -77,11 +77,10 @@ FLOWS: tuple[Flow, ...] = (
     Flow("registry", "portus", portus.PORT),  # notifications
     Flow("portus", "registry", registry.LISTEN_PORT),
     Flow("background", "registry", registry.LISTEN_PORT),
-    Flow("portus", "database", database.PORT),
-    Flow("background", "database", database.PORT),
-    Flow("migrate", "database", database.PORT),
-    Flow("bootstrap", "database", database.PORT),
 )
+# Every workload that connects to Portus's database; where it is, and so the flows, depends on the
+# configuration (components/database/endpoint.py).
+DATABASE_CLIENTS = ("portus", "background", "migrate", "bootstrap")
 
 
 # Only with backups on: their pods dump (and restore) the database.
@@ -98,6 +97,11 @@ def token_realm_flows(host: str, port: int) -> list[Flow]:
         return []
     realm = Outside(cidrs=(f"{host}/32",))
     return [Flow("portus", realm, port), Flow("background", realm, port)]
+
+
+def to_remote(source: str, remote: kube.Remote) -> Flow:
+    """``source`` connects to a service outside the namespace (in ``remote.cidrs``, or anywhere)."""
+    return Flow(source, Outside(cidrs=remote.cidrs), remote.port)
 
 
 @dataclass

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, monitoring, network, portus, registry
+from components import kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
-from components.database import Database, DatabaseArgs, backup, generated_password
+from components.database import backup, generated_password
 from components.edge.certificate import EdgeCertificate, EdgeCertificateArgs
 from components.edge.exposure import EdgeParts, ProxyWorkload
 from components.edge.ingress import Backend
@@ -17,7 +17,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.pki import Pki, PkiArgs
-from components.portus import DatabaseConnection, Portus, PortusArgs, RegistryRecord
+from components.portus import Portus, PortusArgs, RegistryRecord
 from components.registry import Registry, RegistryArgs
 from components.registry.config_file import RegistrySettings
 
@@ -92,6 +92,8 @@ class PortusPlatform(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     docker_login: str
     ca_install_paths: dict[str, str]
+    registry_storage: dict[str, str]
+    database: dict[str, str]
 
     def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:platform:PortusPlatform", name, None, opts)
@@ -128,16 +130,7 @@ class PortusPlatform(pulumi.ComponentResource):
             name=ns, ca_cert_pem=pki.ca_cert_pem, kept=kept,
         ), child)
 
-        db = Database("database", DatabaseArgs(
-            namespace=namespace.name,
-            image=config.images.database,
-            resources=config.resources["database"],
-            storage_size=config.storage.database_size,
-            storage_class=config.storage.storage_class,
-            kept=kept,
-            backup=config.backup,
-            host=fqdn(database.NAME),
-        ), child)
+        db = config.database.deploy(namespace.name, fqdn, kept, child)
 
         registry_settings = RegistrySettings(
             token_realm=f"{config.portal_url}/v2/token",
@@ -150,7 +143,9 @@ class PortusPlatform(pulumi.ComponentResource):
             namespace=namespace.name,
             image=config.images.registry,
             resources=config.resources["registry"],
+            replicas=config.registry_replicas,
             storage=config.storage.registry,
+            cache=config.registry_cache,
             settings=registry_settings,
             certificate=pki.certificates["registry"],
             token_cert_pem=pki.token_cert_pem,
@@ -175,10 +170,13 @@ class PortusPlatform(pulumi.ComponentResource):
             flows=[
                 *network.FLOWS,
                 *edge_mode.flows(),
+                *config.database.flows(network.DATABASE_CLIENTS),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics, metric_targets),
                 *network.token_realm_flows(config.host, config.exposure.port),
                 *config.portus_settings.flows(),
+                *(network.to_remote("registry", remote)
+                  for remote in [*config.storage.registry.remotes(), *config.registry_cache.remotes()]),
             ],
         ), child)
 
@@ -225,10 +223,7 @@ class PortusPlatform(pulumi.ComponentResource):
             log_level=config.log_level,
             signup_enabled=config.signup_enabled,
             catalog_sync=config.catalog_sync,
-            database=DatabaseConnection(
-                host=fqdn(database.NAME), port=database.PORT, database=database.DATABASE,
-                user=database.USER, credentials_secret=db.credentials_secret,
-            ),
+            database=db.connection,
             certificate=pki.certificates["portus"],
             token_key_pem=pki.token_key_pem,
             trust_bundle=namespace.trust_bundle,
@@ -240,7 +235,7 @@ class PortusPlatform(pulumi.ComponentResource):
             admin_username=config.admin_username,
             admin_email=config.admin_email,
             settings=config.portus_settings,
-            wait_for=[db, reg],
+            wait_for=[*db.ready, reg],
         ), child)
 
         self.portal_url = config.portal_url
@@ -252,6 +247,8 @@ class PortusPlatform(pulumi.ComponentResource):
             f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
         )
         self.ca_install_paths = ca_install_paths(config.registry_address)
+        self.registry_storage = {**config.storage.registry.describe(), "replicas": str(config.registry_replicas)}
+        self.database = config.database.describe()
         self.register_outputs({
             "portalUrl": self.portal_url,
             "registryHost": self.registry_address,

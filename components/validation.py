@@ -7,6 +7,7 @@ the one line a user sees, naming the key and the value.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -30,6 +31,7 @@ class ConfigError(pulumi.RunError):
         self.key = key
 
 
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", re.IGNORECASE)
 # Portus 2.4 user names: lower-case letters, digits and separators, 4 to 30 characters (User model).
@@ -259,6 +261,62 @@ def port(raw: Any) -> int:
     return int_between(1, 65535)(raw)
 
 
+def object_name(raw: Any) -> str:
+    """The name of a Kubernetes object such as a Secret (a DNS-1123 subdomain)."""
+    value = as_str(raw)
+    if not _DNS_SUBDOMAIN.match(value):
+        raise ValueError("a Kubernetes object name: lower-case letters, digits, '-' and '.'")
+    return value
+
+
+def network_host(raw: Any) -> str:
+    """A server's DNS name or IP address."""
+    value = as_str(raw)
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(value))
+    if problem := _host_name_problem(value):
+        raise ValueError(f"{problem}, or an IP address")
+    return value
+
+
+def host_port(raw: Any) -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets)."""
+    value = as_str(raw)
+    host, sep, number = value.rpartition(":")
+    allowed = "host:port, e.g. redis.cache.svc.cluster.local:6379"
+    if not sep or not number.isdigit():
+        raise ValueError(allowed)
+    try:
+        return network_host(host.removeprefix("[").removesuffix("]")), port(number)
+    except ValueError:
+        raise ValueError(allowed) from None
+
+
+def cidr_list(raw: Any) -> tuple[str, ...]:
+    """A list of address ranges such as ``["10.20.0.0/16"]`` (a comma-separated string also works)."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    allowed = "a list of address ranges in CIDR notation, e.g. [10.20.0.0/16]"
+    if not isinstance(items, list) or not items:
+        raise ValueError(allowed)
+    try:
+        return tuple(str(ipaddress.ip_network(str(item).strip(), strict=True)) for item in items)
+    except ValueError:
+        raise ValueError(allowed) from None
+
+
+def byte_count(low: int, high: int) -> Callable[[Any], int]:
+    """A number of bytes, given as an integer or a quantity such as ``10Mi``."""
+    def parse(raw: Any) -> int:
+        text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else as_str(raw)
+        match = _BYTES.match(text)
+        value = int(float(match.group(1)) * _BYTE_FACTORS[match.group(2)]) if match else -1
+        if not low <= value <= high:
+            raise ValueError(f"a number of bytes from {low} to {high} (an integer, or a quantity such as 10Mi)")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class SecretText:
     """A credential taken from stack config: never shown in messages or reprs, declared as a secret."""
@@ -277,20 +335,25 @@ class ObjectValue:
     """The fields of an object-valued key (``portus:key: {field: ...}``), read one by one; a bad or
     unknown field is a ConfigError naming ``key.field``, and a secret field's value is never shown."""
 
-    def __init__(self, key: str, raw: Any, fields: Iterable[str]) -> None:
+    def __init__(self, key: str, raw: Any, fields: Iterable[str], secrets: Iterable[str] = ()) -> None:
         self.key = key
         self.fields = tuple(fields)
+        self.secrets = frozenset(secrets)
+        """Fields holding credentials: never shown, and neither is a field the program does not know in an
+        object that may hold them (a misspelled credential, say)."""
         try:
             self.raw = as_object(raw)
         except ValueError as allowed:
-            raise ConfigError(key, raw, str(allowed)) from None
+            raise ConfigError(key, "[secret]" if self.secrets else raw, str(allowed)) from None
         unknown = sorted(set(self.raw) - set(self.fields))
         if unknown:
-            raise self.error(unknown[0], "unknown field; known fields are " + ", ".join(self.fields))
+            raise self.error(unknown[0], "unknown field; known fields are " + ", ".join(self.fields),
+                             secret=bool(self.secrets))
 
     def error(self, name: str, allowed: str, secret: bool = False) -> ConfigError:
         value = self.raw.get(name)
-        return ConfigError(f"{self.key}.{name}", "[secret]" if secret and value is not None else value, allowed)
+        hidden = secret or name in self.secrets
+        return ConfigError(f"{self.key}.{name}", "[secret]" if hidden and value is not None else value, allowed)
 
     def has(self, name: str) -> bool:
         return self.raw.get(name) not in (None, "")
@@ -304,6 +367,11 @@ class ObjectValue:
         if not self.has(name):
             raise self.error(name, why)
         return self._parse(name, parse, secret)
+
+    def check(self, condition: bool, name: str, allowed: str) -> None:
+        """A rule between fields: unless ``condition`` holds, a ConfigError naming ``key.name``."""
+        if not condition:
+            raise self.error(name, allowed)
 
     def _parse(self, name: str, parse: Callable[[Any], T], secret: bool) -> T:
         try:

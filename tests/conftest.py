@@ -18,6 +18,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The smallest valid stack: only the required keys.
 MINIMAL_CONFIG: dict[str, object] = {"host": "portus.example.com", "adminEmail": "admin@example.com"}
+# Credentials a user keeps in stack config (`pulumi config set --secret --path ...`).
+CONFIG_SECRETS = {
+    "s3AccessKey": "AKIACONFIGSECRET0001",
+    "s3SecretKey": "config/secret+key/for-the-bucket-0123456789",
+    "redisPassword": "redis-config-secret-9876",
+    "databasePassword": "database-config-secret-5432",
+}
 
 # Credentials given in the integrations stack's config: they must reach Portus only through Secrets.
 SETTINGS_SECRETS = {
@@ -130,3 +137,22 @@ def ip_host(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
 @pytest.fixture(scope="session")
 def integrations(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
     return render(INTEGRATIONS_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def scale(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    return render(stack_config("scale"))
+
+
+@pytest.fixture(scope="session")
+def config_secrets(render: Callable[[Mapping[str, object]], Rendered]) -> Rendered:
+    """Object storage, Redis and an external database, every credential from stack config."""
+    return render({
+        **MINIMAL_CONFIG,
+        "registryStorage": {"type": "s3", "bucket": "portus-images", "region": "eu-west-1",
+                            "accessKey": CONFIG_SECRETS["s3AccessKey"], "secretKey": CONFIG_SECRETS["s3SecretKey"]},
+        "registryReplicas": 2,
+        "registryCache": {"type": "redis", "address": "10.0.0.7:6379", "password": CONFIG_SECRETS["redisPassword"]},
+        "database": {"type": "external", "adapter": "postgresql", "host": "db.example.com", "name": "portus",
+                     "username": "portus", "password": CONFIG_SECRETS["databasePassword"]},
+    })

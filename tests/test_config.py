@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,18 @@ import yaml
 
 from components.config import KEYS, PROJECT, parse_backup, parse_config
 from components.database.backup import BackupConfig
+from components.database.endpoint import ExternalDatabase, InternalDatabase
 from components.monitoring import MetricsConfig
-from components.registry.storage import FilesystemStorage
+from components.registry.cache import InMemoryCache, RedisCache
+from components.registry.storage import FilesystemStorage, S3Storage
 from components.validation import ConfigError
 from tests.conftest import MINIMAL_CONFIG, REPO_ROOT
 
 _REMOVE = object()
+S3 = {"type": "s3", "bucket": "portus-images", "region": "eu-west-1"}
+REDIS = {"type": "redis", "address": "redis.cache.svc.cluster.local:6379"}
+EXTERNAL_DB = {"type": "external", "adapter": "postgresql", "host": "db.example.com", "name": "portus",
+               "username": "portus", "passwordSecret": "portus-db"}
 _LDAP = {"hostname": "ldap.corp.example", "base": "ou=people,dc=corp,dc=example"}
 _MAIL = {"from": "registry@corp.example"}
 _PEM = (
@@ -91,6 +98,58 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("service monitor flag that is not a boolean", {"metrics": {"serviceMonitor": "yes"}}, "metrics.serviceMonitor"),
     ("monitoring namespace with capitals", {"metrics": {"namespace": "Monitoring"}}, "metrics.namespace"),
     ("metrics label value with a space", {"metrics": {"labels": {"release": "kube prometheus"}}}, "metrics.labels"),
+    ("unknown registry storage type", {"registryStorage": {"type": "gcs"}}, "registryStorage.type"),
+    ("registry storage that is not an object", {"registryStorage": "s3"}, "registryStorage"),
+    ("s3 without a bucket", {"registryStorage": {**S3, "bucket": _REMOVE}}, "registryStorage.bucket"),
+    ("s3 bucket name with capitals", {"registryStorage": {**S3, "bucket": "Images"}}, "registryStorage.bucket"),
+    ("s3 without a region", {"registryStorage": {**S3, "region": _REMOVE}}, "registryStorage.region"),
+    ("s3 option the driver does not have", {"registryStorage": {**S3, "forcepathstyle": True}},
+     "registryStorage.forcepathstyle"),
+    ("s3 chunk size below 5 MiB (the registry panics)", {"registryStorage": {**S3, "chunkSize": "4Mi"}},
+     "registryStorage.chunkSize"),
+    ("s3 endpoint with a path", {"registryStorage": {**S3, "regionEndpoint": "https://minio.example.com/s3"}},
+     "registryStorage.regionEndpoint"),
+    ("s3 endpoint without scheme", {"registryStorage": {**S3, "regionEndpoint": "minio.example.com:9000"}},
+     "registryStorage.regionEndpoint"),
+    ("s3 credentials Secret and keys together",
+     {"registryStorage": {**S3, "credentialsSecret": "s3", "accessKey": "AKIA", "secretKey": "x"}},
+     "registryStorage.credentialsSecret"),
+    ("s3 access key without secret key", {"registryStorage": {**S3, "accessKey": "AKIA"}}, "registryStorage.secretKey"),
+    ("s3 redirect that is not a boolean", {"registryStorage": {**S3, "redirect": "sometimes"}},
+     "registryStorage.redirect"),
+    ("s3 address range that is not one", {"registryStorage": {**S3, "cidrs": ["10.0.0.0/33"]}},
+     "registryStorage.cidrs"),
+    ("s3 with a claim size", {"registryStorage": S3, "registryStorageSize": "50Gi"}, "registryStorageSize"),
+    ("s3 with an access mode", {"registryStorage": {**S3, "accessMode": "ReadWriteMany"}},
+     "registryStorage.accessMode"),
+    ("filesystem with a bucket", {"registryStorage": {"type": "filesystem", "bucket": "images"}},
+     "registryStorage.bucket"),
+    ("unknown access mode", {"registryStorage": {"type": "filesystem", "accessMode": "ReadOnlyMany"}},
+     "registryStorage.accessMode"),
+    ("registry replicas on a ReadWriteOnce claim", {"registryReplicas": 3}, "registryReplicas"),
+    ("zero registry replicas", {"registryStorage": S3, "registryReplicas": 0}, "registryReplicas"),
+    ("unknown cache type", {"registryCache": {"type": "memcached"}}, "registryCache.type"),
+    ("redis address without port", {"registryCache": {"type": "redis", "address": "redis.cache.svc"}},
+     "registryCache.address"),
+    ("redis without address", {"registryCache": {"type": "redis"}}, "registryCache.address"),
+    ("redis database number out of range", {"registryCache": {**REDIS, "db": -1}}, "registryCache.db"),
+    ("redis password Secret and password together",
+     {"registryCache": {**REDIS, "passwordSecret": "redis", "password": "x"}}, "registryCache.passwordSecret"),
+    ("in-memory cache with an address", {"registryCache": {"type": "inmemory", "address": "redis:6379"}},
+     "registryCache.address"),
+    ("unknown database type", {"database": {"type": "sqlite"}}, "database.type"),
+    ("external database without host", {"database": {**EXTERNAL_DB, "host": _REMOVE}}, "database.host"),
+    ("external database host with scheme", {"database": {**EXTERNAL_DB, "host": "mysql://db.example.com"}},
+     "database.host"),
+    ("external database with an unknown adapter", {"database": {**EXTERNAL_DB, "adapter": "sqlite3"}},
+     "database.adapter"),
+    ("external database without password", {"database": {**EXTERNAL_DB, "passwordSecret": _REMOVE}},
+     "database.passwordSecret"),
+    ("external database port zero", {"database": {**EXTERNAL_DB, "port": 0}}, "database.port"),
+    ("external database without a name", {"database": {**EXTERNAL_DB, "name": _REMOVE}}, "database.name"),
+    ("internal database with a host", {"database": {"type": "internal", "host": "db.example.com"}},
+     "database.host"),
+    ("backups with an external database", {"database": EXTERNAL_DB, "backup": {"enabled": True}}, "backup.enabled"),
     # portus:ldap
     ("LDAP settings that are not an object", {"ldap": "ldap.corp.example"}, "ldap"),
     ("LDAP without a host", {"ldap": {"base": "dc=corp,dc=example"}}, "ldap.hostname"),
@@ -160,9 +219,16 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
 ]
 
 
+def _without_removed(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _without_removed(item) for key, item in value.items() if item is not _REMOVE}
+    return value
+
+
 def _config(overrides: dict[str, object]) -> dict[str, object]:
-    merged = {**MINIMAL_CONFIG, **overrides}
-    return {key: value for key, value in merged.items() if value is not _REMOVE}
+    merged = _without_removed({**MINIMAL_CONFIG, **overrides})
+    assert isinstance(merged, dict)
+    return merged
 
 
 def test_table_is_large_enough() -> None:
@@ -265,6 +331,9 @@ def test_defaults_of_a_minimal_config() -> None:
     assert config.storage.keep_on_destroy is True
     assert config.storage.adopt_existing is False
     assert config.storage.registry == FilesystemStorage(size="20Gi")
+    assert config.registry_replicas == 1
+    assert config.registry_cache == InMemoryCache()
+    assert isinstance(config.database, InternalDatabase) and config.database.in_cluster
     node_port = parse_config({**MINIMAL_CONFIG, "exposure": "nodePort"})
     assert node_port.exposure.port == 30443
     assert node_port.registry_address == "portus.example.com:30443"
@@ -287,3 +356,56 @@ def test_backups_need_the_internal_database() -> None:
     with pytest.raises(ConfigError) as error:
         parse_backup({"enabled": True}, internal_database=False, default_class=None)
     assert str(error.value).startswith("config error: portus:backup.enabled = true: backups dump the internal MariaDB")
+
+
+def test_credentials_in_config_are_never_shown() -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    cases: list[dict[str, object]] = [
+        {"registryStorage": {**S3, "accessKey": "AKIAEXAMPLE", "secretkey": secret}},  # misspelled field
+        {"registryStorage": {**S3, "accessKey": secret}},  # secretKey missing
+        {"registryCache": {**REDIS, "password": [secret]}},
+        {"database": {**EXTERNAL_DB, "passwordSecret": _REMOVE, "password": {"value": secret}}},
+        {"database": {**EXTERNAL_DB, "password": secret}},  # both password sources
+    ]
+    for overrides in cases:
+        with pytest.raises(ConfigError) as error:
+            parse_config(_config(overrides))
+        assert secret not in str(error.value), str(error.value)
+
+
+def test_object_keys_arrive_as_json_from_the_cli() -> None:
+    # `pulumi config set --path` stores objects; the engine hands them to the program as JSON text.
+    config = parse_config({
+        **MINIMAL_CONFIG,
+        "registryStorage": json.dumps({**S3, "chunkSize": "16Mi", "accessKey": "AKIA", "secretKey": "s3cr3t"}),
+        "registryReplicas": "3",
+        "registryCache": json.dumps({**REDIS, "db": "2"}),
+        "database": json.dumps({**EXTERNAL_DB, "port": "6432"}),
+    })
+    storage = config.storage.registry
+    assert isinstance(storage, S3Storage) and storage.shared
+    assert storage.chunk_size == 16 << 20
+    assert storage.secret_key is not None and storage.secret_key.value == "s3cr3t"
+    assert "s3cr3t" not in repr(config)
+    assert config.registry_replicas == 3
+    assert config.registry_cache == RedisCache(host="redis.cache.svc.cluster.local", port=6379, db=2)
+    assert isinstance(config.database, ExternalDatabase)
+    assert (config.database.adapter, config.database.port) == ("postgresql", 6432)
+    assert not config.database.in_cluster
+
+
+def test_external_database_port_defaults_to_the_adapters() -> None:
+    for adapter, expected in (("mysql2", 3306), ("postgresql", 5432)):
+        database = parse_config({**MINIMAL_CONFIG, "database": {**EXTERNAL_DB, "adapter": adapter}}).database
+        assert isinstance(database, ExternalDatabase) and database.port == expected
+
+
+def test_replicas_on_a_shared_claim() -> None:
+    config = parse_config({**MINIMAL_CONFIG, "registryReplicas": 2,
+                           "registryStorage": {"type": "filesystem", "accessMode": "ReadWriteMany"}})
+    assert config.storage.registry == FilesystemStorage(size="20Gi", access_mode="ReadWriteMany")
+
+
+def test_an_external_database_turns_backups_off() -> None:
+    config = parse_config({**MINIMAL_CONFIG, "database": EXTERNAL_DB})
+    assert config.backup.enabled is False

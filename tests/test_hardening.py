@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components import network
-from tests.conftest import SETTINGS_SECRETS, behind_the_proxy, stack_config
+from tests.conftest import CONFIG_SECRETS, SETTINGS_SECRETS, behind_the_proxy, stack_config
 from tests.objects import (
     Obj,
     all_containers,
@@ -35,7 +35,7 @@ def workloads(rendered: Rendered) -> Iterator[Obj]:
         yield from rendered.objects_of(kind)
 
 
-@pytest.fixture(params=["dev", "prod", "node_port", "integrations"])
+@pytest.fixture(params=["dev", "prod", "node_port", "integrations", "scale"])
 def stack(request: pytest.FixtureRequest) -> Rendered:
     rendered: Rendered = request.getfixturevalue(request.param)
     return rendered
@@ -106,7 +106,8 @@ def test_probes_match_each_program(stack: Rendered) -> None:
     assert registry["readinessProbe"]["httpGet"]["path"] == "/debug/health"  # /v2/ answers 401
     for proxy in (container(d, "nginx") for d in stack.objects_of("Deployment") if d["metadata"]["name"] == "proxy"):
         assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    assert "startupProbe" in container(get(stack, "StatefulSet", "mariadb"))
+    for database in stack.objects_of("StatefulSet"):
+        assert "startupProbe" in container(database)
 
 
 @pytest.mark.parametrize(("stack_name", "expected"), [("prod", {"portus"}), ("node_port", {"proxy"})])
@@ -175,9 +176,13 @@ def _policy_allows(rendered: Rendered, source: Mapping[str, str] | None, target:
 def test_network_policies_deny_by_default_and_allow_only_the_platform_flows(stack: Rendered) -> None:
     default_deny = get(stack, "NetworkPolicy", "default-deny")["spec"]
     assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    for flow in network.FLOWS:
+    in_cluster_database = bool(stack.objects_of("StatefulSet"))
+    clients = [network.Flow(client, "database", 3306) for client in network.DATABASE_CLIENTS]
+    for flow in [*network.FLOWS, *(clients if in_cluster_database else [])]:
         assert isinstance(flow.source, str) and isinstance(flow.target, str)
         assert _policy_allows(stack, network.PEERS[flow.source], network.PEERS[flow.target], flow.port), flow
+    for client in network.DATABASE_CLIENTS:
+        assert _policy_allows(stack, network.PEERS[client], network.PEERS["database"], 3306) is in_cluster_database
     # Nothing the flows leave out: the proxy never reaches the database, the registry never the proxy.
     assert not _policy_allows(stack, network.PEERS["proxy"], network.PEERS["database"], 3306)
     assert not _policy_allows(stack, network.PEERS["registry"], network.PEERS["proxy"], 8443)
@@ -309,7 +314,7 @@ def test_an_upgrade_finds_data_keys_and_passwords_where_they_were(request: pytes
 
 def _generated_secrets(rendered: Rendered) -> list[str]:
     """Every secret the stack holds: generated ones, and the credentials its config gives Portus."""
-    values: list[object] = [*SETTINGS_SECRETS.values()]
+    values: list[object] = [*SETTINGS_SECRETS.values(), *CONFIG_SECRETS.values()]
     for record in rendered.resources:
         if record.type in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             values.append(record.outputs["result"])
@@ -331,14 +336,22 @@ def _places_secrets_must_not_be(rendered: Rendered) -> Iterator[tuple[str, str]]
     for key, value in rendered.outputs.items():
         if key not in rendered.secret_outputs:
             yield f"output {key}", json.dumps(value)
+    # Resource IDs are never encrypted in state (pulumi/pulumi#2717).
+    for record in rendered.resources:
+        yield f"ID of {record.type} {record.name}", str(record.id)
 
 
-def test_generated_secrets_reach_kubernetes_only_through_secrets(stack: Rendered) -> None:
+@pytest.mark.parametrize("name", ["dev", "prod", "node_port", "integrations", "config_secrets"])
+def test_secrets_reach_kubernetes_only_through_secrets(name: str, request: pytest.FixtureRequest) -> None:
+    stack: Rendered = request.getfixturevalue(name)
     secrets = _generated_secrets(stack)
-    assert len(secrets) >= 10
+    assert len(secrets) >= 8
+    if name == "config_secrets":
+        in_secrets = "".join(json.dumps(o.get("stringData", {})) for o in stack.objects_of("Secret"))
+        assert all(secret in in_secrets for secret in CONFIG_SECRETS.values())
     for place, text in _places_secrets_must_not_be(stack):
         for secret in secrets:
-            assert secret not in text, f"a generated secret appears in {place}"
+            assert secret not in text, f"a secret appears in {place}"
     for workload in workloads(stack):
         for spec in all_containers(workload):
             files = secret_files(workload, spec)
@@ -372,10 +385,9 @@ HIGH_UIDS = {"proxy": (10101, None), "registry": (11000, 1000), "mariadb": (1099
 
 def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(stack: Rendered) -> None:
     running = {w["metadata"]["name"]: w for w in workloads(stack)}
-    # The proxy runs only with exposure nodePort or loadBalancer.
-    assert running.keys() >= HIGH_UIDS.keys() - {"proxy"}
+    assert "registry" in running
     for name, (uid, previous) in HIGH_UIDS.items():
-        if name not in running:
+        if name not in running:  # no proxy with the Ingresses, no MariaDB with an external database
             continue
         workload = running[name]
         security = pod_spec(workload)["securityContext"]
@@ -386,7 +398,10 @@ def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(sta
             expected = previous if spec["name"] == "file-ownership" else uid
             assert spec["securityContext"].get("runAsUser", uid) == expected, (name, spec["name"])
         handover = [c for c in all_containers(workload) if c["name"] == "file-ownership"]
-        if previous is None:
+        # Object storage leaves the registry no volume of an earlier release's files to hand over.
+        holds_data = bool(workload["spec"].get("volumeClaimTemplates")) or any(
+            "persistentVolumeClaim" in volume for volume in pod_spec(workload)["volumes"])
+        if previous is None or not holds_data:
             assert handover == [], name
             continue
         (init,) = handover
@@ -402,16 +417,16 @@ def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(sta
 
 
 def test_database_takes_its_passwords_as_files(stack: Rendered) -> None:
-    statefulset = get(stack, "StatefulSet", "mariadb")
-    for spec in all_containers(statefulset):
-        assert all("valueFrom" not in item for item in spec.get("env", [])), spec["name"]
-    server = {e["name"]: e.get("value") for e in container(statefulset)["env"]}
-    credentials = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "credentials")["secret"]
-    assert credentials["defaultMode"] == 0o440  # the pod's group (fsGroup) reads them, nobody else
-    mounted = mount_of(statefulset, container(statefulset), "Secret", credentials["secretName"])
-    assert server["MARIADB_ROOT_PASSWORD_FILE"] == f"{mounted}/root-password"
-    assert server["MARIADB_PASSWORD_FILE"] == f"{mounted}/password"
-    assert {"MARIADB_ROOT_PASSWORD", "MARIADB_PASSWORD"}.isdisjoint(server)
+    for statefulset in stack.objects_of("StatefulSet"):  # none with an external database
+        for spec in all_containers(statefulset):
+            assert all("valueFrom" not in item for item in spec.get("env", [])), spec["name"]
+        server = {e["name"]: e.get("value") for e in container(statefulset)["env"]}
+        credentials = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "credentials")["secret"]
+        assert credentials["defaultMode"] == 0o440  # the pod's group (fsGroup) reads them, nobody else
+        mounted = mount_of(statefulset, container(statefulset), "Secret", credentials["secretName"])
+        assert server["MARIADB_ROOT_PASSWORD_FILE"] == f"{mounted}/root-password"
+        assert server["MARIADB_PASSWORD_FILE"] == f"{mounted}/password"
+        assert {"MARIADB_ROOT_PASSWORD", "MARIADB_PASSWORD"}.isdisjoint(server)
 
 
 def test_secret_outputs_stay_secret_in_state(stack: Rendered) -> None:
@@ -473,3 +488,15 @@ def test_ingresses_route_only_once_the_policies_let_the_controller_through(dev: 
     assert len(opening) == 2 and len(ingresses) == 3
     for ingress in ingresses:
         assert opening <= set(ingress.options["dependencies"]), ingress.name
+
+
+def test_nginx_starts_one_worker_per_cpu_of_its_limit(render: Callable[[Mapping[str, object]], Rendered]) -> None:
+    # `auto` would count the node's CPUs, whatever the container's limit.
+    def workers(cpu: str | None) -> tuple[str, str]:
+        resources = {"portus:resources": {"proxy": {"limits": {"cpu": cpu}}}} if cpu else {}
+        rendered = render({**behind_the_proxy(stack_config("dev")), **resources})
+        conf = get(rendered, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
+        limit = container(get(rendered, "Deployment", "proxy"), "nginx")["resources"]["limits"]["cpu"]
+        return limit, conf.split("worker_processes ", 1)[1].split(";", 1)[0]
+
+    assert (workers(None), workers("4"), workers("1500m")) == (("2", "2"), ("4", "4"), ("1500m", "2"))

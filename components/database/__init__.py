@@ -1,5 +1,8 @@
 """MariaDB for Portus: a one-replica StatefulSet whose claim outlives the StatefulSet, a headless
-Service and generated credentials (root, and a dedicated ``portus`` user that owns only its database)."""
+Service and generated credentials (root, and a dedicated ``portus`` user that owns only its database).
+
+``DatabaseConnection`` is what Portus needs to reach its database, this one or an external one
+(``endpoint.py`` has both variants)."""
 
 from __future__ import annotations
 
@@ -46,6 +49,21 @@ def generated_password(name: str, length: int, parent: pulumi.Resource) -> rando
         name, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """Portus's connection settings (its ``config/database.yml`` reads them from ``PORTUS_DB_*``)."""
+
+    adapter: str
+    """``mysql2`` or ``postgresql``: the two adapters Portus 2.4.3 bundles."""
+    host: str
+    port: int
+    database: str
+    user: str
+    password_secret: pulumi.Input[str]
+    """Secret holding the user's password under ``password_key``."""
+    password_key: str = PASSWORD_KEY
 
 
 @dataclass

@@ -13,6 +13,7 @@ Portus's pods find the realm's host, and the network flows it needs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,6 +29,7 @@ from components.edge.proxy import Proxy, ProxyArgs
 from components.monitoring import Target
 from components.network import ANYWHERE, Flow, Outside
 from components.pki import ServerCertificate
+from components.validation import quantity_value
 
 
 class Exposure(StrEnum):
@@ -126,6 +128,8 @@ class ProxyEdge:
             server_names=parts.public_hosts + parts.service_names(proxy.NAME),
             portus=_upstream(parts.portus, keepalive=16),
             registry=_upstream(parts.registry, keepalive=32),
+            # One per CPU of the proxy's limit (nginx_conf.py says why not `auto`).
+            worker_processes=max(1, math.ceil(quantity_value(parts.proxy.resources.cpu_limit))),
             log_level=parts.log_level,
         )
         edge = Proxy("proxy", ProxyArgs(

@@ -120,14 +120,7 @@ class Proxy(pulumi.ComponentResource):
                     kube.empty_dir("runtime", "64Mi"),
                 ],
                 termination_grace_period_seconds=GRACE_SECONDS,
-                topology_spread_constraints=[
-                    k8s.core.v1.TopologySpreadConstraintArgs(
-                        max_skew=1,
-                        topology_key="kubernetes.io/hostname",
-                        when_unsatisfiable="ScheduleAnyway",
-                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
-                    )
-                ],
+                topology_spread_constraints=kube.spread_over_nodes(NAME),
             ),
             {
                 "checksum/config": kube.checksum(nginx_conf),

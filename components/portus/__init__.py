@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.database import PASSWORD_KEY, generated_password
+from components.database import DatabaseConnection, generated_password
 from components.pki import ServerCertificate
 from components.portus import tasks
 from components.portus.runtime import (
@@ -30,6 +30,8 @@ from components.portus.runtime import (
     TOKEN_KEY_FILE,
     PortusRuntime,
     PortusSecret,
+    database_password,
+    database_settings,
     trust_bundle_init,
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
@@ -73,19 +75,6 @@ CATALOG_SYNC: dict[str, dict[str, str]] = {
     "initial": {"PORTUS_BACKGROUND_SYNC_ENABLED": "true", "PORTUS_BACKGROUND_SYNC_STRATEGY": "initial"},
     "disabled": {"PORTUS_BACKGROUND_SYNC_ENABLED": "false"},
 }
-
-
-@dataclass
-class DatabaseConnection:
-    host: str
-    port: int
-    database: str
-    user: str
-    credentials_secret: pulumi.Input[str]
-    """Secret whose ``password`` key is the user's password."""
-
-    def secrets(self) -> list[PortusSecret]:
-        return [PortusSecret("PORTUS_DB_PASSWORD", self.credentials_secret, PASSWORD_KEY)]
 
 
 @dataclass
@@ -226,12 +215,7 @@ class Portus(pulumi.ComponentResource):
                 "CCONFIG_PREFIX": "PORTUS",
                 "HOME": "/tmp",
                 "PORTUS_MACHINE_FQDN_VALUE": args.fqdn,
-                "PORTUS_DB_ADAPTER": "mysql2",
-                "PORTUS_DB_HOST": args.database.host,
-                "PORTUS_DB_PORT": str(args.database.port),
-                "PORTUS_DB_DATABASE": args.database.database,
-                "PORTUS_DB_USERNAME": args.database.user,
-                "PORTUS_DB_POOL": "5",
+                **database_settings(args.database),
                 "PORTUS_KEY_PATH": TOKEN_KEY_FILE,
                 "PORTUS_LOG_LEVEL": args.log_level,
                 "PORTUS_SIGNUP_ENABLED": str(args.signup_enabled).lower(),
@@ -277,7 +261,7 @@ class Portus(pulumi.ComponentResource):
             ],
             init_containers=[trust_bundle_init(args.image, extra_trust=bool(extra_trust))],
             secrets=[
-                *args.database.secrets(),
+                database_password(args.database),
                 PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
                 PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
                 *settings.secrets,

@@ -32,6 +32,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.database import DatabaseConnection
 
 APP_DIR = "/srv/Portus"
 TOKEN_KEY_FILE = "/etc/portus/token/token.key"
@@ -161,6 +162,23 @@ class PortusRuntime:
             init_containers=[*self.init_containers, *init_containers],
             **extra,
         )
+
+
+def database_settings(connection: DatabaseConnection) -> dict[str, str]:
+    """The connection settings Portus reads from env, all but the password."""
+    return {
+        "PORTUS_DB_ADAPTER": connection.adapter,
+        "PORTUS_DB_HOST": connection.host,
+        "PORTUS_DB_PORT": str(connection.port),
+        "PORTUS_DB_DATABASE": connection.database,
+        "PORTUS_DB_USERNAME": connection.user,
+        "PORTUS_DB_POOL": "5",
+    }
+
+
+def database_password(connection: DatabaseConnection) -> PortusSecret:
+    """The one way the database password reaches every Portus container (web, background, Jobs)."""
+    return PortusSecret("PORTUS_DB_PASSWORD", connection.password_secret, connection.password_key)
 
 
 def secret_files_volume(secrets: Sequence[PortusSecret]) -> k8s.core.v1.VolumeArgs:

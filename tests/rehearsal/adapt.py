@@ -58,6 +58,13 @@ class Ports:
     """The ingress controller's plain-HTTP port (its 80), which only redirects to HTTPS."""
     proxy_status: int
     proxy_exporter: int
+    more_registries: tuple[tuple[int, int], ...] = ()
+    """(port, debug port) of each further registry replica; nginx's upstream reaches every replica."""
+
+    @property
+    def registries(self) -> list[tuple[int, int]]:
+        """(port, debug port) of every registry replica, the first one first."""
+        return [(self.registry, self.registry_debug), *self.more_registries]
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,8 @@ class Edge:
 @dataclass(frozen=True)
 class Site:
     edge: Edge
-    registry: Workload
+    registries: list[Workload]
+    """One per registry replica, each with its own config file (its own listen addresses)."""
     portus: Workload
     public_port: int
     """The port of ``registryHost``: nginx listens on it, as the node port or the ingress controller does
@@ -107,15 +115,21 @@ class Site:
     ca_dir: Path
     """Holds ``ca.crt`` (the stack's ``caCertificate``), the layout skopeo's ``--cert-dir`` reads."""
 
+    @property
+    def registry(self) -> Workload:
+        return self.registries[0]
+
 
 def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     """Write the edge's, the registry's and Portus's files under ``root`` and return how to run them.
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
-    ``server`` lines (127.0.0.1 and the local ports; ``proxy_ssl_name`` keeps the in-cluster names);
-    the port of nginx's loopback status server and the exporter's scrape and listen ports; the registry's
-    ``http.addr``, ``http.debug.addr`` and the webhook URL's port (its host stays, and resolves through
-    the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
+    ``server`` lines (127.0.0.1 and the local ports, one line per registry replica, as the Service
+    reaches every pod; the ingress controller's endpoints likewise; ``proxy_ssl_name`` keeps the
+    in-cluster names); the port of nginx's loopback status server and the exporter's scrape and listen
+    ports; the registry's ``http.addr``, ``http.debug.addr``
+    (each replica its own, in its own copy of config.yml) and the webhook URL's port (its host stays, and
+    resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
     public = urlsplit(f"//{rendered.outputs['registryHost']}"), urlsplit(rendered.outputs["portalUrl"])
@@ -123,7 +137,8 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     public_addresses = sorted({address_of(url.hostname or "") for url in public})
     registry = _workload(objects, "registry", root)
     portus = _workload(objects, "portus", root)
-    local = {"portus": ports.portus, "registry": ports.registry}
+    # Each Service reaches every replica of its workload.
+    local = {"portus": [ports.portus], "registry": [port for port, _ in ports.registries]}
     if ("Deployment", "proxy") in objects:
         edge, upstream_hosts = _proxy(objects, local, ports, public_port, public_addresses, root)
     else:
@@ -131,12 +146,18 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
 
     config_file = Path(registry.argv[-1])
     config = yaml.safe_load(_localize(config_file.read_text(), registry.mounts))
-    config["http"]["addr"] = f"{LOOPBACK}:{ports.registry}"
-    config["http"]["debug"]["addr"] = f"{LOOPBACK}:{ports.registry_debug}"
     for endpoint in config["notifications"]["endpoints"]:
         url = urlsplit(endpoint["url"])
         endpoint["url"] = url._replace(netloc=f"{url.hostname}:{ports.portus}").geturl()
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    registries = []
+    for index, (port, debug_port) in enumerate(ports.registries):
+        config["http"]["addr"] = f"{LOOPBACK}:{port}"
+        config["http"]["debug"]["addr"] = f"{LOOPBACK}:{debug_port}"
+        # Replicas share everything but their listen addresses, as pods of one Deployment do.
+        replica_file = config_file if index == 0 else config_file.with_name(f"replica-{index}-{config_file.name}")
+        replica_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        registries.append(Workload([*registry.argv[:-1], str(replica_file)], dict(registry.env), registry.mounts,
+                                   registry.user))
 
     portus.env["PORTUS_PUMA_HOST"] = f"{LOOPBACK}:{ports.portus}"
 
@@ -154,10 +175,10 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(edge, registry, portus, public_port, public_addresses, upstream_hosts, hosts_file, ca_dir)
+    return Site(edge, registries, portus, public_port, public_addresses, upstream_hosts, hosts_file, ca_dir)
 
 
-def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], ports: Ports, public_port: int,
+def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, list[int]], ports: Ports, public_port: int,
            public_addresses: list[str], root: Path) -> tuple[Edge, dict[str, str]]:
     """The proxy's rendered nginx.conf, listening on the public port and forwarding to the local ports,
     and its metrics exporter."""
@@ -167,10 +188,10 @@ def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], por
     upstream_hosts: dict[str, str] = {}
 
     def local_server(match: re.Match[str]) -> str:
-        # The first label of an in-cluster name is the Service's name.
+        # The first label of an in-cluster name is the Service's name; the Service reaches every replica.
         service = match[1].split(".")[0]
         upstream_hosts[service] = match[1]
-        return f"server {LOOPBACK}:{local[service]};"
+        return "\n        ".join(f"server {LOOPBACK}:{port};" for port in local[service])
 
     listen = "\n        ".join(f"listen {address}:{public_port} ssl;" for address in public_addresses)
     text, listens = re.subn(r"listen \d+ ssl;", listen, nginx_conf.read_text())
@@ -184,7 +205,7 @@ def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, int], por
     return edge, upstream_hosts
 
 
-def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Ports, public_port: int,
+def _ingress_controller(rendered: Rendered, local: Mapping[str, list[int]], ports: Ports, public_port: int,
                         root: Path) -> tuple[Edge, dict[str, str]]:
     """nginx as ingress-nginx configures it from the rendered objects, on the public port (its 443) and
     ``ports.plain_http`` (its 80); each Service's endpoints are the local port of its program."""
@@ -192,7 +213,8 @@ def _ingress_controller(rendered: Rendered, local: Mapping[str, int], ports: Por
     (state / "ssl").mkdir(parents=True)
     (state / "tmp").mkdir()
     servers = ingress_nginx.build_servers(
-        rendered.objects, INGRESS_CLASS, {service: [f"{LOOPBACK}:{port}"] for service, port in local.items()},
+        rendered.objects, INGRESS_CLASS,
+        {service: [f"{LOOPBACK}:{port}" for port in service_ports] for service, service_ports in local.items()},
         state / "ssl",
     )
     conf = state / "nginx.conf"

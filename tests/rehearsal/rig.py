@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -37,7 +38,7 @@ SKOPEO_TIMEOUT = 300
 EXPOSURES = ("nodePort", "ingress")
 
 
-def render_rehearsal_stack(exposure: str = "nodePort", **overrides: str | None) -> Rendered:
+def render_rehearsal_stack(exposure: str = "nodePort", **overrides: object) -> Rendered:
     """The production example stack on a free public port, so the public names carry a port nginx can
     listen on: exposed on a node port (the proxy is the edge), or through its Ingresses (the ingress
     controller stand-in is); ``overrides`` set (or, with None, remove) keys."""
@@ -98,6 +99,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15, interval: flo
     return met
 
 
+def _registry_healthy(debug_port: int) -> bool:
+    try:
+        with contextlib.closing(http.client.HTTPConnection(LOOPBACK, debug_port, timeout=2)) as connection:
+            connection.request("GET", REGISTRY_HEALTH_PATH)
+            return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
 def _accepts(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -107,10 +117,13 @@ def _accepts(port: int) -> bool:
 class Rig:
     """The three services of one rehearsal (created stopped) and the clients that talk to them."""
 
-    def __init__(self, rendered: Rendered, root: Path) -> None:
+    def __init__(self, rendered: Rendered, root: Path, registry_replicas: int = 1) -> None:
         self.root = root
-        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port(),
-                           plain_http=free_port(), proxy_status=free_port(), proxy_exporter=free_port())
+        self.ports = Ports(
+            registry=free_port(), registry_debug=free_port(), portus=free_port(), plain_http=free_port(),
+            proxy_status=free_port(), proxy_exporter=free_port(),
+            more_registries=tuple((free_port(), free_port()) for _ in range(registry_replicas - 1)),
+        )
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
@@ -130,15 +143,21 @@ class Rig:
             child_env({**site.portus.env, "PYTHONPATH": str(REPO_ROOT)}), logs / "portus.log",
             lambda: _accepts(self.ports.portus),
         )
-        self.registry = Service(
-            "registry", with_hosts(as_pod_user(site.registry.argv, site.registry.user), site.hosts_file),
-            child_env(site.registry.env), logs / "registry.log", self._registry_healthy,
-        )
+        # Each registry replica's environment is the pod's alone (child_env): an AWS_CA_BUNDLE, say, from
+        # the caller's would change how Distribution's S3 client starts.
+        self.registries = []
+        for index, (workload, (_, debug_port)) in enumerate(zip(site.registries, self.ports.registries, strict=True)):
+            name = "registry" if index == 0 else f"registry-{index}"
+            self.registries.append(Service(
+                name, with_hosts(as_pod_user(workload.argv, workload.user), site.hosts_file), child_env(workload.env),
+                logs / f"{name}.log", functools.partial(_registry_healthy, debug_port),
+            ))
+        self.registry = self.registries[0]
         self.edge = Service(
             site.edge.name, site.edge.argv, child_env(site.edge.env), logs / f"{site.edge.name}.log",
             self._edge_answers,
         )
-        self.services = [self.portus, self.registry, self.edge]
+        self.services = [self.portus, *self.registries, self.edge]
         if site.edge.exporter:
             self.exporter = Service(
                 "exporter", site.edge.exporter.argv, child_env(site.edge.exporter.env), logs / "exporter.log",
@@ -189,14 +208,6 @@ class Rig:
     def edge_runtime(self) -> Path:
         """The parent of the edge nginx's temp dirs (the proxy pod's emptyDir, the controller's /tmp/nginx)."""
         return self.site.edge.runtime
-
-    def _registry_healthy(self) -> bool:
-        try:
-            with contextlib.closing(http.client.HTTPConnection(LOOPBACK, self.ports.registry_debug, timeout=2)) as c:
-                c.request("GET", REGISTRY_HEALTH_PATH)
-                return c.getresponse().status == 200
-        except OSError:
-            return False
 
     def _edge_answers(self) -> bool:
         """nginx answers HTTPS on the public port (whatever the upstream says)."""
@@ -281,12 +292,12 @@ class Rig:
 
 
 @contextlib.contextmanager
-def running(rendered: Rendered, parent: Path | None = None) -> Iterator[Rig]:
+def running(rendered: Rendered, parent: Path | None = None, registry_replicas: int = 1) -> Iterator[Rig]:
     """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
     with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
         # The servers run under their pods' UIDs: they must reach their files below.
         os.chmod(root, 0o755)
-        rig = Rig(rendered, Path(root))
+        rig = Rig(rendered, Path(root), registry_replicas)
         try:
             rig.start()
             yield rig
