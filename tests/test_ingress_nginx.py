@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from tests.objects import Obj, get
-from tests.rehearsal.ingress_nginx import PREFIX, IngressError, Server, build_servers
+from tests.rehearsal.ingress_nginx import (
+    DEFAULT_CONTROLLER,
+    PREFIX,
+    IngressError,
+    Listen,
+    Server,
+    build_servers,
+    render_nginx_conf,
+)
 from tests.render import Rendered
 
 ENDPOINTS = {"portus": ["127.0.0.1:3000"], "registry": ["127.0.0.1:5000"]}
@@ -112,3 +120,16 @@ def test_a_backend_service_port_that_does_not_exist_is_refused(prod: Rendered, t
     registry["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"] = 443
     with pytest.raises(IngressError, match="has no port 443"):
         _servers(objects, tmp_path)
+
+
+def test_the_controller_s_configmap_changes_its_http_block(prod: Rendered, tmp_path: Path) -> None:
+    tuned = DEFAULT_CONTROLLER.with_configmap({"ssl-buffer-size": "16k", "upstream-keepalive-connections": "64"})
+    servers = _servers(prod.objects, tmp_path)
+    listen = Listen("127.0.0.1", 8443, 8080)
+    assert "ssl_buffer_size 4k;" in render_nginx_conf(servers, listen, tmp_path)
+    conf = render_nginx_conf(servers, listen, tmp_path, tuned)
+    assert "ssl_buffer_size 16k;" in conf and "keepalive 64;" in conf
+    with pytest.raises(IngressError, match="server-snippet is not emulated"):
+        DEFAULT_CONTROLLER.with_configmap({"server-snippet": "return 200;"})
+    with pytest.raises(IngressError, match="ssl-buffer-size"):
+        DEFAULT_CONTROLLER.with_configmap({"ssl-buffer-size": "1g"})

@@ -120,7 +120,8 @@ class Site:
         return self.registries[0]
 
 
-def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
+def adapt(rendered: Rendered, ports: Ports, root: Path,
+          controller: ingress_nginx.ControllerConfig = ingress_nginx.DEFAULT_CONTROLLER) -> Site:
     """Write the edge's, the registry's and Portus's files under ``root`` and return how to run them.
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
@@ -142,7 +143,7 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     if ("Deployment", "proxy") in objects:
         edge, upstream_hosts = _proxy(objects, local, ports, public_port, public_addresses, root)
     else:
-        edge, upstream_hosts = _ingress_controller(rendered, local, ports, public_port, root)
+        edge, upstream_hosts = _ingress_controller(rendered, local, ports, public_port, root, controller)
 
     config_file = Path(registry.argv[-1])
     config = yaml.safe_load(_localize(config_file.read_text(), registry.mounts))
@@ -206,9 +207,10 @@ def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, list[int]
 
 
 def _ingress_controller(rendered: Rendered, local: Mapping[str, list[int]], ports: Ports, public_port: int,
-                        root: Path) -> tuple[Edge, dict[str, str]]:
-    """nginx as ingress-nginx configures it from the rendered objects, on the public port (its 443) and
-    ``ports.plain_http`` (its 80); each Service's endpoints are the local port of its program."""
+                        root: Path, controller: ingress_nginx.ControllerConfig) -> tuple[Edge, dict[str, str]]:
+    """nginx as ingress-nginx (with the ``controller`` ConfigMap) configures it from the rendered objects,
+    on the public port (its 443) and ``ports.plain_http`` (its 80); each Service's endpoints are the local
+    ports of its program's replicas."""
     state = root / "ingress-nginx"
     (state / "ssl").mkdir(parents=True)
     (state / "tmp").mkdir()
@@ -219,7 +221,7 @@ def _ingress_controller(rendered: Rendered, local: Mapping[str, list[int]], port
     )
     conf = state / "nginx.conf"
     conf.write_text(ingress_nginx.render_nginx_conf(
-        servers, ingress_nginx.Listen(LOOPBACK, public_port, ports.plain_http), state / "tmp",
+        servers, ingress_nginx.Listen(LOOPBACK, public_port, ports.plain_http), state / "tmp", controller,
     ))
     upstream_hosts = {
         location.upstream.service: str(location.annotations["proxy-ssl-name"])

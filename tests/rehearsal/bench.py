@@ -33,6 +33,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 from tests.rehearsal.image import Image, build_image, verify_pulled
+from tests.rehearsal.ingress_nginx import ControllerConfig
 from tests.rehearsal.processes import missing_binaries
 from tests.rehearsal.proxy_stats import cpu_seconds, peak_memory_kib, temp_files_used, workers
 from tests.rehearsal.rig import EXPOSURES, Rig, render_rehearsal_stack, running
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="skopeo clients at once, each with its own image")
     parser.add_argument("--exposure", choices=EXPOSURES, default="nodePort",
                         help="the edge between clients and the registry: the proxy (nodePort) or the Ingresses")
+    parser.add_argument("--controller", metavar="KEY=VALUE", action="append", default=[],
+                        help="an ingress-nginx ConfigMap setting for --exposure ingress, e.g. ssl-buffer-size=16k")
     parser.add_argument(
         "--scratch", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
         help="directory for the images, the image store and pulled copies (default: /dev/shm, so that disk"
@@ -161,16 +164,17 @@ def main() -> None:
     if missing := missing_binaries():
         sys.exit(f"missing programs: {', '.join(missing)}")
     print("ratio = direct time / proxied time (1.00 = as fast as direct; lower = the edge slows it down)")
-    print(f"exposure {args.exposure}: {args.clients} client(s) x {args.size_mib} MiB, {args.rounds} rounds,"
-          f" {os.cpu_count()} CPUs, load {_load()}", flush=True)
+    print(f"exposure {args.exposure}{''.join(f', controller {s}' for s in args.controller)}: {args.clients}"
+          f" client(s) x {args.size_mib} MiB, {args.rounds} rounds, {os.cpu_count()} CPUs, load {_load()}", flush=True)
     rendered = render_rehearsal_stack(args.exposure)
+    controller = ControllerConfig().with_configmap(dict(setting.split("=", 1) for setting in args.controller))
     totals = Totals()
     with tempfile.TemporaryDirectory(prefix="rehearsal-image-", dir=args.scratch) as layout:
         sizes = [args.size_mib * MIB, MIB, 64 << 10]
         images = [build_image(Path(layout) / str(client), sizes, seed=args.size_mib + 1000 * client)
                   for client in range(args.clients)]
         mib = sum(image.size for image in images) / MIB
-        with running(rendered, args.scratch) as rig:
+        with running(rendered, args.scratch, controller=controller) as rig:
             # The registry by its in-cluster name: what nginx's upstream connects to.
             baseline = Route("direct", f"{rig.site.upstream_hosts['registry']}:{rig.ports.registry}")
             candidate = Route("proxied", rig.registry_host, lambda: workers(rig.edge.pid))

@@ -226,7 +226,7 @@ def parse_annotations(ingress: Mapping[str, Any]) -> dict[str, str | None]:
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    """The controller's ConfigMap: config.go ``NewDefault`` unless a test changes a value."""
+    """The controller's ConfigMap: config.go ``NewDefault`` unless changed (``with_configmap``)."""
 
     worker_processes: int = 2
     """runtime.NumCPU() in the controller's container."""
@@ -248,6 +248,38 @@ class ControllerConfig:
     error_log_level: str = "notice"
     hsts: str = "max-age=31536000; includeSubDomains"
     http_redirect_code: int = 308
+
+    def with_configmap(self, data: Mapping[str, str]) -> ControllerConfig:
+        """These settings with ConfigMap keys (``ssl-buffer-size: 16k``) applied; a key the stand-in
+        does not emulate is refused."""
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in CONFIGMAP_KEYS:
+                raise IngressError(f"ConfigMap key {key} is not emulated; known: {', '.join(CONFIGMAP_KEYS)}")
+            field_name, parse = CONFIGMAP_KEYS[key]
+            try:
+                changes[field_name] = parse(value)
+            except ValueError as allowed:
+                raise IngressError(f"ConfigMap {key} = {value!r}: {allowed}") from None
+        return replace(self, **changes)
+
+
+# ConfigMap key -> (ControllerConfig field, parser): the keys of config.go's Configuration behind the
+# http block's throughput settings.
+CONFIGMAP_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "worker-processes": ("worker_processes", int),
+    "client-body-buffer-size": ("client_body_buffer_size", _size(NGINX_SIZE)),
+    "ssl-buffer-size": ("ssl_buffer_size", _size(NGINX_SIZE)),
+    "keep-alive": ("keepalive_timeout", int),
+    "keep-alive-requests": ("keepalive_requests", int),
+    "http2-max-concurrent-streams": ("http2_max_concurrent_streams", int),
+    "upstream-keepalive-connections": ("upstream_keepalive", int),
+    "upstream-keepalive-timeout": ("upstream_keepalive_timeout", int),
+    "upstream-keepalive-requests": ("upstream_keepalive_requests", int),
+}
+
+
+DEFAULT_CONTROLLER = ControllerConfig()
 
 
 @dataclass(frozen=True)
@@ -457,7 +489,7 @@ def _normalized(locations: list[Location]) -> list[Location]:
 
 
 def render_nginx_conf(servers: Sequence[Server], listen: Listen, state_dir: Path,
-                      config: ControllerConfig = ControllerConfig()) -> str:
+                      config: ControllerConfig = DEFAULT_CONTROLLER) -> str:
     """nginx.conf for ``servers``; the controller's /tmp/nginx (pid, temp paths) is ``state_dir``."""
     upstreams = {loc.upstream.name: loc.upstream for s in servers for loc in s.locations if loc.upstream}
     return "\n".join([

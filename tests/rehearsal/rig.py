@@ -26,6 +26,7 @@ from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
 from tests.rehearsal.adapt import LOOPBACK, Ports, adapt, address_of
 from tests.rehearsal.image import Image
+from tests.rehearsal.ingress_nginx import DEFAULT_CONTROLLER, ControllerConfig
 from tests.rehearsal.processes import Service, as_pod_user, child_env, free_port, run, with_hosts
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
 from tests.render import Rendered, load_stack_file, render_stack
@@ -117,14 +118,15 @@ def _accepts(port: int) -> bool:
 class Rig:
     """The three services of one rehearsal (created stopped) and the clients that talk to them."""
 
-    def __init__(self, rendered: Rendered, root: Path, registry_replicas: int = 1) -> None:
+    def __init__(self, rendered: Rendered, root: Path, registry_replicas: int = 1,
+                 controller: ControllerConfig = DEFAULT_CONTROLLER) -> None:
         self.root = root
         self.ports = Ports(
             registry=free_port(), registry_debug=free_port(), portus=free_port(), plain_http=free_port(),
             proxy_status=free_port(), proxy_exporter=free_port(),
             more_registries=tuple((free_port(), free_port()) for _ in range(registry_replicas - 1)),
         )
-        self.site = site = adapt(rendered, self.ports, root / "site")
+        self.site = site = adapt(rendered, self.ports, root / "site", controller)
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
         self.portal_url: str = outputs["portalUrl"]
@@ -292,12 +294,14 @@ class Rig:
 
 
 @contextlib.contextmanager
-def running(rendered: Rendered, parent: Path | None = None, registry_replicas: int = 1) -> Iterator[Rig]:
-    """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
+def running(rendered: Rendered, parent: Path | None = None, registry_replicas: int = 1,
+            controller: ControllerConfig = DEFAULT_CONTROLLER) -> Iterator[Rig]:
+    """A started rig in a fresh directory under ``parent``; stopped and removed on exit. ``controller`` is
+    the ingress controller's ConfigMap, with exposure ingress."""
     with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
         # The servers run under their pods' UIDs: they must reach their files below.
         os.chmod(root, 0o755)
-        rig = Rig(rendered, Path(root), registry_replicas)
+        rig = Rig(rendered, Path(root), registry_replicas, controller)
         try:
             rig.start()
             yield rig
