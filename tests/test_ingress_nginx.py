@@ -49,6 +49,7 @@ def test_the_program_s_ingresses_become_one_server_per_public_host(prod: Rendere
             ("/", False, "portus/portus", "portus"),
         ]
         assert server.certificate is not None and server.certificate.read_text().count("BEGIN") == 2
+        assert server.prefer_server_ciphers == "off"
         registry = next(loc for loc in server.locations if loc.path == "/v2/")
         assert registry.annotations["proxy-request-buffering"] == "off"
         assert registry.annotations["proxy-ssl-name"] == "registry.portus.svc.cluster.local"

@@ -94,6 +94,13 @@ def backend_annotations(namespace: str, ca_secret: str, backend: Backend) -> dic
         "proxy-ssl-protocols": "TLSv1.2 TLSv1.3",
         # Plain HTTP to the public names is redirected to HTTPS (also the controller's default).
         "ssl-redirect": "true",
+        # The controller prefers its own cipher order (ssl_prefer_server_ciphers on), and OpenSSL applies
+        # that to TLS 1.3 too: every client gets AES-256-GCM, where clients with AES instructions ask for
+        # AES-128-GCM, as safe and cheaper per byte (a fifth less nginx CPU per MiB pulled, measured). Every
+        # suite the controller offers is an AEAD with forward secrecy, so the client may choose, as Mozilla's
+        # intermediate profile has it. A server-level setting: the first Ingress of a host that sets it
+        # wins (controller.go ``createServers``), so all three set the same.
+        "ssl-prefer-server-ciphers": "false",
     }
 
 

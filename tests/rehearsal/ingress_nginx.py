@@ -60,6 +60,9 @@ proxy-ssl-protocols           proxy_ssl_protocols (sorted)                  TLSv
 proxy-ssl-ciphers             proxy_ssl_ciphers                             DEFAULT     proxyssl/main.go
 ssl-redirect                  308 from plain HTTP to https://<host><uri     true        rewrite/main.go
                               without a trailing />, if the host has TLS
+ssl-prefer-server-ciphers     ssl_prefer_server_ciphers on|off in the       (http: on)  sslcipher/main.go
+                              server block, from the first Ingress of the
+                              host that sets it
 ============================  ============================================  ==========  ==========================
 
 The proxy-ssl-* annotations other than the secret are read only when ``proxy-ssl-secret`` is set
@@ -189,6 +192,7 @@ ANNOTATIONS: dict[str, Annotation] = {
     "proxy-ssl-ciphers": Annotation(_matching(SSL_CIPHERS, "an OpenSSL cipher list"), "DEFAULT",
                                     needs_proxy_ssl_secret=True),
     "ssl-redirect": Annotation(_boolean, "true"),
+    "ssl-prefer-server-ciphers": Annotation(_boolean, None),
 }
 
 
@@ -321,6 +325,8 @@ class Server:
     proxy_ssl: Location | None = None
     """The proxy-ssl settings of the first Ingress of the host that has a CA (controller.go
     ``getBackendServers``, ConfigMap proxy-ssl-location-only false): the server's defaults."""
+    prefer_server_ciphers: str | None = None
+    """From the first Ingress of the host that sets it (controller.go ``createServers``)."""
 
 
 def _key(obj: Mapping[str, Any]) -> str:
@@ -439,6 +445,8 @@ def _add_ingress(ingress: Mapping[str, Any], servers: dict[str, Server], cluster
         if not host:
             raise IngressError(f"Ingress {name}: rules without a host are not emulated")
         server = servers.setdefault(host, Server(host, [Location("/", False, name, annotations, None, ca_file)]))
+        if server.prefer_server_ciphers is None and annotations["ssl-prefer-server-ciphers"]:
+            server.prefer_server_ciphers = "on" if annotations["ssl-prefer-server-ciphers"] == "true" else "off"
         if server.proxy_ssl is None and ca_file:
             server.proxy_ssl = server.locations[0] if server.locations[0].ingress == name else Location(
                 "/", False, name, annotations, None, ca_file)
@@ -624,6 +632,8 @@ def _server(server: Server, listen: Listen, config: ControllerConfig) -> str:
     if server.certificate:
         lines += [f"        ssl_certificate     {server.certificate};",
                   f"        ssl_certificate_key {server.certificate};"]
+    if server.prefer_server_ciphers:
+        lines.append(f"        ssl_prefer_server_ciphers               {server.prefer_server_ciphers};")
     if server.proxy_ssl:
         lines += [f"        {line}" for line in _server_proxy_ssl(server.proxy_ssl)]
     for location in server.locations:
