@@ -39,11 +39,12 @@ WEBHOOK_PATH = "/v2/webhooks/events"
 # Streaming through ingress-nginx, as measured with `python -m tests.rehearsal.bench --exposure ingress`
 # (README, Performance). With buffering off both ways nginx relays each read as it comes, so the buffer
 # sizes are the size of every read and write: the controller's 4k (proxy-buffer-size) and 8k
-# (client-body-buffer-size, from its ConfigMap) cost a third of the pull and a fifth of the push.
-# 256k each way moves layers as fast as the registry serves them, for about 0.5 MiB per layer in flight;
-# 4 buffers keep nginx's busy-buffers check satisfied (2 x 256k < 3 x 256k), and are never filled while
-# buffering is off. Should an HTTP/2 upload arrive whole before nginx reads it, nginx buffers it after all
-# (ngx_http_v2_read_request_body); a client body buffer above HTTP/2's 64k preread keeps it in memory.
+# (client-body-buffer-size, from its ConfigMap) cost a third more nginx CPU per MiB pushed; 64k to 1m
+# measured within noise of each other, and 256k is the proxy's size too (about 0.5 MiB per layer in
+# flight). 4 buffers keep nginx's busy-buffers check satisfied (2 x 256k < 3 x 256k); they are never
+# filled while buffering is off. Should an HTTP/2 upload arrive whole before nginx reads it, nginx buffers
+# it after all (ngx_http_v2_read_request_body); a client body buffer above HTTP/2's 64k preread keeps it
+# in memory.
 STREAM_BUFFER = "256k"
 STREAM_BUFFERS = "4"
 # A layer of many gigabytes on a slow link: the upstream may stay silent for minutes.
