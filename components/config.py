@@ -17,9 +17,19 @@ import pulumi
 import pulumi.runtime.config
 
 from components.database.backup import BackupConfig
+from components.edge.certificate import (
+    CERT_MANAGER_DEFAULT_DURATION,
+    CERT_MANAGER_GROUP,
+    CertManagerCertificate,
+    EdgeCertificateSource,
+    ExistingSecret,
+    GeneratedCertificate,
+    IssuerRef,
+)
 from components.edge.exposure import Exposure
 from components.kube import ResourceSpec
 from components.monitoring import MetricsConfig
+from components.node_trust import NodeTrustConfig
 from components.portus import CATALOG_SYNC
 from components.registry.storage import FilesystemStorage, StorageBackend
 from components.validation import (
@@ -32,12 +42,17 @@ from components.validation import (
     cpu_quantity,
     cron_schedule,
     dns_label,
+    dns_subdomain,
+    duration_seconds,
     email,
     folder,
+    go_duration,
     host_name,
     int_between,
+    kind_name,
     one_of,
     optional,
+    pem_certificates,
     pinned_image,
     portus_username,
     quantity_value,
@@ -104,6 +119,9 @@ class PlatformConfig:
     catalog_sync: str
     backup: BackupConfig
     metrics: MetricsConfig
+    tls: EdgeCertificateSource
+    """Where the edge certificate comes from."""
+    node_trust: NodeTrustConfig
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -204,6 +222,15 @@ KEYS: tuple[Key, ...] = (
         "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
         "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
         "labels: extra labels for the Prometheus selector}."),
+    Key("tls", as_object, {}, None,
+        "Where the edge certificate comes from: {source: selfSigned (default: the platform CA signs it), secret "
+        "(secretName: an existing kubernetes.io/tls Secret in the namespace for host and registryHost) or "
+        "certManager (issuer: {name, kind: Issuer|ClusterIssuer, group}, duration, renewBefore); caCertificate: "
+        "the PEM of the private CA that signs a secret's or certManager's certificate (unset for a public CA)}."),
+    Key("nodeTrust", as_object, {}, None,
+        "Let the cluster's nodes pull from the registry: {enabled (default false): a DaemonSet writes the CA into "
+        "every node's /etc/containerd/certs.d/<registryHost>/, namespace (default portus-node-trust): its own "
+        "namespace, docker (default false): also /etc/docker/certs.d/<registryHost>/}."),
 )
 
 
@@ -277,6 +304,89 @@ def _parse_metrics(raw: dict[str, Any]) -> MetricsConfig:
     )
 
 
+# Each edge certificate source and the fields of `tls` it reads besides `source`.
+TLS_SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "selfSigned": (),
+    "secret": ("secretName", "caCertificate"),
+    "certManager": ("issuer", "duration", "renewBefore", "caCertificate"),
+}
+_TLS_FIELDS = ("source", "secretName", "caCertificate", "issuer", "duration", "renewBefore")
+
+
+def parse_tls(raw: dict[str, Any]) -> EdgeCertificateSource:
+    fields = ObjectValue("tls", raw, _TLS_FIELDS)
+    source = fields.get("source", one_of(*TLS_SOURCE_FIELDS), "selfSigned")
+    for name in _TLS_FIELDS[1:]:
+        if fields.has(name) and name not in TLS_SOURCE_FIELDS[source]:
+            readers = " or ".join(s for s, names in TLS_SOURCE_FIELDS.items() if name in names)
+            raise fields.error(name, f"only applies to tls.source={readers}, not {source}", name == "caCertificate")
+    return _TLS_SOURCES[source](fields)
+
+
+def _ca_certificate(fields: ObjectValue) -> str | None:
+    # Never shown: a value pasted by mistake may be a private key.
+    return fields.get("caCertificate", pem_certificates, None, secret=True)
+
+
+def _existing_secret(fields: ObjectValue) -> ExistingSecret:
+    return ExistingSecret(
+        secret_name=fields.require(
+            "secretName", dns_subdomain,
+            "required with tls.source=secret: the kubernetes.io/tls Secret in the namespace with the edge certificate",
+        ),
+        ca_certificate=_ca_certificate(fields),
+    )
+
+
+def _issuer(fields: ObjectValue) -> IssuerRef:
+    if not fields.has("issuer"):
+        raise fields.error("issuer", "required with tls.source=certManager: {name, kind: Issuer|ClusterIssuer, group}")
+    issuer = ObjectValue("tls.issuer", fields.raw["issuer"], ("name", "kind", "group"))
+    name = issuer.require("name", dns_subdomain, "the name of the Issuer or ClusterIssuer that signs the certificate")
+    group = issuer.get("group", dns_subdomain, CERT_MANAGER_GROUP)
+    if group != CERT_MANAGER_GROUP:
+        # An external issuer (AWS Private CA, Google CAS, step-ca, ...) has kinds of its own.
+        return IssuerRef(name, issuer.require("kind", kind_name, f"required with the issuer group {group}"), group)
+    return IssuerRef(name, issuer.get("kind", one_of("Issuer", "ClusterIssuer"), "Issuer"), group)
+
+
+def _cert_manager(fields: ObjectValue) -> CertManagerCertificate:
+    """cert-manager's own limits (internal/apis/certmanager/validation/certificate.go ``ValidateDuration`` @
+    v1.21.0): a duration of at least 1h, renewBefore at least 5m and shorter than the duration."""
+    duration = fields.get("duration", go_duration, None)
+    renew_before = fields.get("renewBefore", go_duration, None)
+    if duration and duration_seconds(duration) < 3600:
+        raise fields.error("duration", "at least 1h, cert-manager's minimum")
+    lifetime = duration or CERT_MANAGER_DEFAULT_DURATION
+    if renew_before and not 300 <= duration_seconds(renew_before) < duration_seconds(lifetime):
+        raise fields.error("renewBefore", f"at least 5m and shorter than the duration ({lifetime})")
+    return CertManagerCertificate(_issuer(fields), duration, renew_before, _ca_certificate(fields))
+
+
+_TLS_SOURCES: dict[str, Callable[[ObjectValue], EdgeCertificateSource]] = {
+    "selfSigned": lambda _fields: GeneratedCertificate(),
+    "secret": _existing_secret,
+    "certManager": _cert_manager,
+}
+
+
+def parse_node_trust(raw: dict[str, Any], platform_namespace: str, tls: EdgeCertificateSource) -> NodeTrustConfig:
+    fields = ObjectValue("nodeTrust", raw, ("enabled", "namespace", "docker"))
+    defaults = NodeTrustConfig()
+    config = NodeTrustConfig(
+        enabled=fields.get("enabled", as_bool, defaults.enabled),
+        namespace=fields.get("namespace", dns_label, defaults.namespace),
+        docker=fields.get("docker", as_bool, defaults.docker),
+    )
+    if config.enabled and config.namespace == platform_namespace:
+        raise fields.error("namespace", "a namespace of its own: its pods mount host directories, which the "
+                                        "platform's restricted namespace refuses")
+    if config.enabled and not tls.client_trust_configured:
+        raise fields.error("enabled", "nothing to install: a public CA signs the edge certificate (tls sets no "
+                                      "caCertificate), and the nodes trust it already")
+    return config
+
+
 def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     """Builds the typed config from raw values keyed by config key (without the project prefix)."""
     known = {key.name: key for key in KEYS}
@@ -301,6 +411,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     exposure = _parse_exposure(mode, values, raw)
     if values["renderYamlTo"] and values["adoptExisting"]:
         raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
+    tls = parse_tls(values["tls"])
     registry_existing_claim = values["registryExistingClaim"]
     if registry_existing_claim and values["registryStorageSize"]:
         raise ConfigError(
@@ -341,6 +452,8 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         # The only database is the internal MariaDB so far; an external one passes False here.
         backup=parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
         metrics=_parse_metrics(values["metrics"]),
+        tls=tls,
+        node_trust=parse_node_trust(values["nodeTrust"], values["namespace"], tls),
     )
 
 

@@ -35,6 +35,9 @@ PEERS: dict[str, dict[str, str]] = {
     "bootstrap": _task_pods(tasks.BOOTSTRAP_COMPONENT),
     # The backup CronJob's pods and the restore pods started from it.
     "backup": kube.selector_labels(backup.NAME),
+    # cert-manager's HTTP-01 solver pods, started in the namespace of a Certificate (tls.source=certManager)
+    # with this label (pkg/issuer/acme/http/pod.go @ v1.21.0).
+    "acme-solver": {"acme.cert-manager.io/http01-solver": "true"},
 }
 
 
@@ -91,10 +94,14 @@ FLOWS: tuple[Flow, ...] = (
 BACKUP_FLOW = Flow("backup", "database", database.PORT)
 
 
+def edge_source(ingress_controller_namespace: str | None) -> Outside:
+    """Where clients reach the edge from: the ingress controller, or (nodePort, loadBalancer) anywhere."""
+    return Outside(namespace=ingress_controller_namespace) if ingress_controller_namespace else ANYWHERE
+
+
 def edge_flow(ingress_controller_namespace: str | None) -> Flow:
     """Clients reach the proxy through the ingress controller, or (nodePort, loadBalancer) from anywhere."""
-    source = Outside(namespace=ingress_controller_namespace) if ingress_controller_namespace else ANYWHERE
-    return Flow(source, "proxy", nginx_conf.LISTEN_PORT)
+    return Flow(edge_source(ingress_controller_namespace), "proxy", nginx_conf.LISTEN_PORT)
 
 
 @dataclass

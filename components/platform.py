@@ -10,6 +10,7 @@ from components import database, kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
 from components.database import Database, DatabaseArgs, backup, generated_password
 from components.edge import proxy
+from components.edge.certificate import EdgeCertificate, EdgeCertificateArgs
 from components.edge.exposure import Exposure
 from components.edge.ingress import PublicIngress, PublicIngressArgs
 from components.edge.nginx_conf import NginxSettings, Upstream
@@ -17,6 +18,7 @@ from components.edge.proxy import Proxy, ProxyArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.node_trust import NodeTrust, NodeTrustArgs
 from components.pki import Pki, PkiArgs
 from components.portus import DatabaseConnection, Portus, PortusArgs, RegistryRecord
 from components.registry import Registry, RegistryArgs
@@ -88,11 +90,13 @@ def kept_data_provider(parent: pulumi.Resource, adopt_existing: bool, render_to:
 class PortusPlatform(pulumi.ComponentResource):
     portal_url: str
     registry_address: str
-    ca_cert_pem: pulumi.Output[str]
+    ca_certificate: pulumi.Input[str] | None
+    """The chain clients must trust; None when a public CA signs the edge certificate."""
     admin_username: str
     admin_password: pulumi.Output[str]
     docker_login: str
-    ca_install_paths: dict[str, str]
+    ca_install_paths: dict[str, str] | None
+    """Where to install ``ca_certificate``; None when there is nothing to install."""
 
     def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:platform:PortusPlatform", name, None, opts)
@@ -109,13 +113,24 @@ class PortusPlatform(pulumi.ComponentResource):
 
         pki = Pki("pki", PkiArgs(
             servers={
-                # The proxy is the edge: it answers to the public names outside and, through
-                # hostAliases, inside Portus's pods, and to its Service names for the ingress controller.
-                "proxy": [*config.public_hosts, *kube.service_dns_names(proxy.NAME, ns, domain)],
+                # The proxy is the edge: it answers to its Service names for the ingress controller, and
+                # to the public names outside and, through hostAliases, inside Portus's pods, with this
+                # certificate when the platform CA signs the edge.
+                "proxy": [
+                    *(config.public_hosts if config.tls.platform_signed else []),
+                    *kube.service_dns_names(proxy.NAME, ns, domain),
+                ],
                 "portus": kube.service_dns_names(portus.NAME, ns, domain),
                 "registry": kube.service_dns_names(registry.NAME, ns, domain),
             },
             token_issuer=config.host,
+            # Portus's key is RSA 2048. Puma 3.x (Portus 2.4.3's; ext/puma_http11/mini_ssl.c @ v3.10.0) pins its ECDH
+            # curve to secp521r1 with SSL_CTX_set_tmp_ecdh; from OpenSSL 1.1 on that call sets the server's
+            # whole group list, and the image's OpenSSL 1.1.0 (openSUSE Leap 15.0) also checks the
+            # certificate's own curve against that list (ssl/t1_lib.c `tls1_check_ec_key`): an ECDSA P-256
+            # key has no usable curve and every handshake to Portus fails. An RSA key signs over any group
+            # (ECDHE-RSA on secp521r1), which nginx's upstream client and the registry's Go client offer.
+            rsa_servers=[portus.NAME],
         ), child)
         kept = kube.KeptData(
             config.storage.keep_on_destroy, config.storage.adopt_existing,
@@ -163,8 +178,17 @@ class PortusPlatform(pulumi.ComponentResource):
                 "the public names must resolve to the proxy inside the cluster (README, \"Rendering YAML\")",
                 resource=self,
             )
+        edge_certificate = EdgeCertificate("edge-certificate", config.tls, EdgeCertificateArgs(
+            namespace=namespace.name,
+            hosts=config.public_hosts,
+            platform_certificate=pki.certificates["proxy"],
+            platform_ca_pem=pki.ca_cert_pem,
+            moved_from=proxy.component_urn("proxy", self),
+        ), child)
+        edge_tls = edge_certificate.tls
         nginx_settings = NginxSettings(
-            server_names=config.public_hosts + kube.service_dns_names(proxy.NAME, ns, domain),
+            server_names=config.public_hosts,
+            service_names=kube.service_dns_names(proxy.NAME, ns, domain),
             portus=Upstream(fqdn(portus.NAME), portus.PORT, keepalive=16),
             registry=Upstream(fqdn(registry.NAME), registry.LISTEN_PORT, keepalive=32),
             log_level=config.log_level,
@@ -176,7 +200,8 @@ class PortusPlatform(pulumi.ComponentResource):
             replicas=config.proxy_replicas,
             resources=config.resources["proxy"],
             settings=nginx_settings,
-            certificate=pki.certificates["proxy"],
+            edge_tls_secret=edge_tls.secret_name,
+            platform_tls_secret=edge_certificate.platform_secret,
             trust_bundle=namespace.trust_bundle,
             exposure=config.exposure.mode,
             public_port=config.exposure.port,
@@ -201,6 +226,8 @@ class PortusPlatform(pulumi.ComponentResource):
             certificate=pki.certificates["portus"],
             token_key_pem=pki.token_key_pem,
             trust_bundle=namespace.trust_bundle,
+            edge_trust=edge_certificate.edge_trust,
+            edge_trust_pem=edge_tls.client_trust or "",
             registry=RegistryRecord(
                 name=REGISTRY_RECORD_NAME,
                 hostname=f"{fqdn(registry.NAME)}:{registry.LISTEN_PORT}",
@@ -217,7 +244,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 namespace=namespace.name,
                 ingress_class_name=config.exposure.ingress_class_name,
                 hosts=config.public_hosts,
-                tls_secret=edge.tls_secret_name,
+                tls_secret=edge_tls.secret_name,
                 proxy_service=edge.service_name,
                 proxy_port=config.exposure.port,
                 proxy_tls_name=fqdn(proxy.NAME),
@@ -232,11 +259,21 @@ class PortusPlatform(pulumi.ComponentResource):
                 backup_cronjob=backup.NAME if config.backup.enabled else None,
                 backup_deadline_seconds=backup.BACKUP_DEADLINE_SECONDS,
             ), child)
+        if config.node_trust.enabled:
+            assert edge_tls.client_trust is not None, "config refuses nodeTrust without a CA to install"
+            NodeTrust("node-trust", NodeTrustArgs(
+                config=config.node_trust,
+                registry_address=config.registry_address,
+                ca_pem=edge_tls.client_trust,
+                image=config.images.proxy,
+                cluster_domain=domain,
+            ), child)
         NetworkPolicies("network", NetworkPoliciesArgs(
             namespace=namespace.name,
             flows=[
                 *network.FLOWS,
                 network.edge_flow(config.exposure.ingress_controller_namespace),
+                *config.tls.flows(network.edge_source(config.exposure.ingress_controller_namespace)),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics),
             ],
@@ -244,17 +281,17 @@ class PortusPlatform(pulumi.ComponentResource):
 
         self.portal_url = config.portal_url
         self.registry_address = config.registry_address
-        self.ca_cert_pem = pki.ca_cert_pem
+        self.ca_certificate = edge_tls.client_trust
         self.admin_username = config.admin_username
         self.admin_password = web.admin_password
         self.docker_login = (
             f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
         )
-        self.ca_install_paths = ca_install_paths(config.registry_address)
+        self.ca_install_paths = None if self.ca_certificate is None else ca_install_paths(config.registry_address)
         self.register_outputs({
             "portalUrl": self.portal_url,
             "registryHost": self.registry_address,
-            "caCertificate": self.ca_cert_pem,
+            **({} if self.ca_certificate is None else {"caCertificate": self.ca_certificate}),
             "adminUsername": self.admin_username,
             "adminPassword": self.admin_password,
         })

@@ -7,6 +7,8 @@ the one line a user sees, naming the key and the value.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -252,3 +254,58 @@ class ObjectValue:
         except ValueError as allowed:
             raise self.error(name, str(allowed), secret) from None
 
+
+
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/=\s]*)-----END \1-----")
+# Go's time.ParseDuration, which Kubernetes' metav1.Duration fields use (no sign: only lengths of time).
+_GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|μs|ms|s|m|h))+$")
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def dns_subdomain(raw: Any) -> str:
+    """The name of most Kubernetes objects (a Secret, an Issuer)."""
+    value = as_str(raw)
+    if not _DNS_SUBDOMAIN.match(value):
+        raise ValueError("a Kubernetes object name: lower-case letters, digits, '-' and '.', at most 253 characters")
+    return value
+
+
+def kind_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not _KIND.match(value):
+        raise ValueError("a Kubernetes kind, e.g. ClusterIssuer")
+    return value
+
+
+def pem_certificates(raw: Any) -> str:
+    """One or more PEM certificates (a CA, or a chain), and nothing else: never a private key."""
+    value = as_str(raw)
+    if "PRIVATE KEY" in value:
+        raise ValueError("holds a private key; give the CA's certificate only")
+    blocks = list(_PEM_BLOCK.finditer(value))
+    leftover = _PEM_BLOCK.sub("", value).strip()
+    if not blocks or leftover or any(block[1] != "CERTIFICATE" for block in blocks):
+        raise ValueError("one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+    for block in blocks:
+        try:
+            der = base64.b64decode("".join(block[2].split()), validate=True)
+        except binascii.Error:
+            raise ValueError("a PEM certificate whose body is not base64") from None
+        if not der.startswith(b"\x30"):
+            raise ValueError("a PEM certificate whose body is not a DER certificate")
+    return "\n".join(block[0] for block in blocks) + "\n"
+
+
+def go_duration(raw: Any) -> str:
+    """A length of time as Kubernetes and cert-manager write it: 2160h, 90m, 1h30m."""
+    value = as_str(raw)
+    if not _GO_DURATION.match(value):
+        raise ValueError("a duration such as 2160h, 720h or 90m (units h, m, s)")
+    return value
+
+
+def duration_seconds(duration: str) -> float:
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in _GO_DURATION_PART.findall(duration))

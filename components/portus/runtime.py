@@ -36,6 +36,8 @@ from components import kube
 APP_DIR = "/srv/Portus"
 TOKEN_KEY_FILE = "/etc/portus/token/token.key"
 TRUST_DIR = "/etc/portus/trust"
+# The chain clients of the edge must trust: Portus reaches the public token realm through the edge.
+EDGE_TRUST_DIR = "/etc/portus/edge-trust"
 CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
 SECRETS_DIR = "/etc/portus/secrets"
 SECRETS_VOLUME = "portus-secret-files"
@@ -175,19 +177,23 @@ def secret_files_volume(secrets: Sequence[PortusSecret]) -> k8s.core.v1.VolumeAr
 
 
 def trust_bundle_init(image: str) -> k8s.core.v1.ContainerArgs:
-    """The system roots plus the platform CA, assembled without root (update-ca-certificates needs it).
+    """The system roots, the platform CA (every hop inside the cluster) and the edge's chain (the token
+    realm under the public names; empty when a public CA, among the system roots, signs the edge),
+    assembled without root (update-ca-certificates needs it).
 
-    Without the system roots only outside services would fail, so that is a warning."""
+    Without the system roots only outside services (or an edge signed by a public CA) would fail, so that
+    is a warning."""
     return kube.init_container(
         "ca-bundle",
         image,
         [
             "sh", "-c",
-            f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2; cat {TRUST_DIR}/ca.crt; }}"
-            f" > {CA_BUNDLE_DIR}/ca-bundle.pem",
+            f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2;"
+            f" cat {TRUST_DIR}/ca.crt {EDGE_TRUST_DIR}/ca.crt; }} > {CA_BUNDLE_DIR}/ca-bundle.pem",
         ],
         [
             k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="edge-trust", mount_path=EDGE_TRUST_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR),
         ],
     )

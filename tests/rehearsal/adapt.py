@@ -27,6 +27,7 @@ LOOPBACK = "127.0.0.1"
 # Debian's names for the programs the images run.
 DEBIAN_PROGRAMS = {
     "nginx": "nginx", "registry": "docker-registry", "nginx-prometheus-exporter": "prometheus-nginx-exporter",
+    "sh": "sh",
 }
 STANDIN = [sys.executable, "-m", "tests.rehearsal.standin"]
 
@@ -60,6 +61,8 @@ class Site:
     proxy: Workload
     exporter: Workload
     """The proxy pod's metrics exporter, which reads nginx's status page."""
+    reloader: Workload
+    """The proxy pod's sidecar that reloads nginx when a certificate it serves changes."""
     registry: Workload
     portus: Workload
     public_port: int
@@ -84,6 +87,7 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
     proxy = _workload(objects, "proxy", root)
     exporter = _workload(objects, "proxy", root, container_name="exporter")
+    reloader = _workload(objects, "proxy", root, container_name="reloader")
     registry = _workload(objects, "registry", root)
     portus = _workload(objects, "portus", root)
 
@@ -97,10 +101,11 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
         upstream_hosts[service] = match[1]
         return f"server {LOOPBACK}:{upstream_ports[service]};"
 
+    # The edge's server and the one of the proxy's Service names share the port.
     text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
     text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
-    if listens != 1 or status_listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
+    if listens != 2 or status_listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
         raise ValueError(f"nginx.conf: {listens} + {status_listens} listen lines, upstreams {sorted(upstream_hosts)}")
     exporter.argv[1:] = [_exporter_arg(arg, ports) for arg in exporter.argv[1:]]
     nginx_conf.write_text(_localize(text, proxy.mounts))
@@ -130,7 +135,7 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(proxy, exporter, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(proxy, exporter, reloader, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
 
 
 def _exporter_arg(arg: str, ports: Ports) -> str:
@@ -142,11 +147,18 @@ def _exporter_arg(arg: str, ports: Ports) -> str:
     return arg
 
 
-def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, container_name: str | None = None
-              ) -> Workload:
-    """The Deployment's first container (or the one named ``container_name``): volumes written under
+def adapt_node_trust(rendered: Rendered, root: Path) -> Workload:
+    """The node-trust DaemonSet's container: its ConfigMap's files and, for each host directory it mounts,
+    an empty directory under ``root/node-trust`` standing for the node's (``path`` tells where)."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    return _workload(objects, "node-trust", root, kind="DaemonSet")
+
+
+def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, container_name: str | None = None,
+              kind: str = "Deployment") -> Workload:
+    """The workload's first container (or the one named ``container_name``): volumes written under
     ``root/name``, env resolved, paths local."""
-    pod = objects["Deployment", name]["spec"]["template"]["spec"]
+    pod = objects[kind, name]["spec"]["template"]["spec"]
     container = next(c for c in pod["containers"] if container_name in (None, c["name"]))
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts: dict[str, Path] = {}
@@ -188,7 +200,7 @@ def _volume_files(objects: Mapping[tuple[str, str], Any], volume: Mapping[str, A
         source, data = volume["configMap"], _data(objects["ConfigMap", volume["configMap"]["name"]])
     elif "secret" in volume:
         source, data = volume["secret"], _data(objects["Secret", volume["secret"]["secretName"]])
-    elif {"emptyDir", "persistentVolumeClaim"} & volume.keys():
+    elif {"emptyDir", "persistentVolumeClaim", "hostPath"} & volume.keys():
         return {}
     else:
         raise ValueError(f"volume {volume['name']}: unsupported source")

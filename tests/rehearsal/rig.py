@@ -134,7 +134,12 @@ class Rig:
             "exporter", site.exporter.argv, child_env(site.exporter.env), logs / "exporter.log",
             lambda: _accepts(self.ports.proxy_exporter),
         )
-        self.services = [self.portus, self.registry, self.proxy, self.exporter]
+        reloader_log = logs / "reloader.log"
+        self.reloader = Service(
+            "reloader", site.reloader.argv, child_env(site.reloader.env), reloader_log,
+            lambda: "watching" in reloader_log.read_text(),
+        )
+        self.services = [self.portus, self.registry, self.proxy, self.exporter, self.reloader]
 
     # ------------------------------------------------------------------ lifecycle
 
