@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 
+from components.edge.nginx_conf import PLATFORM_TLS_DIR
 from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
@@ -69,6 +70,8 @@ class Site:
     """The port of ``registryHost``: nginx listens on it, as the node port does in the cluster."""
     upstream_hosts: dict[str, str]
     """Service (``portus``, ``registry``) -> the in-cluster name nginx's upstream uses and verifies."""
+    proxy_service_names: list[str]
+    """The names of the proxy's Service: nginx answers them with its platform certificate."""
     hosts_file: Path
     ca_dir: Path
     """Holds ``ca.crt`` (the stack's ``caCertificate``), the layout skopeo's ``--cert-dir`` reads."""
@@ -107,6 +110,8 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
     if listens != 2 or status_listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
         raise ValueError(f"nginx.conf: {listens} + {status_listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    served = dict(re.findall(r"server_name ([^;]+);\s+ssl_certificate (\S+)/tls\.crt;", text))
+    proxy_service_names = next(names.split() for names, tls_dir in served.items() if tls_dir == PLATFORM_TLS_DIR)
     exporter.argv[1:] = [_exporter_arg(arg, ports) for arg in exporter.argv[1:]]
     nginx_conf.write_text(_localize(text, proxy.mounts))
 
@@ -135,7 +140,10 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(proxy, exporter, reloader, registry, portus, public_port, upstream_hosts, hosts_file, ca_dir)
+    return Site(
+        proxy, exporter, reloader, registry, portus, public_port, upstream_hosts, proxy_service_names, hosts_file,
+        ca_dir,
+    )
 
 
 def _exporter_arg(arg: str, ports: Ports) -> str:

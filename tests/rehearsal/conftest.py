@@ -10,26 +10,43 @@ import pytest
 
 from tests.rehearsal.image import Image, build_image
 from tests.rehearsal.processes import missing_binaries
-from tests.rehearsal.rig import Rig, render_rehearsal_stack, running
+from tests.rehearsal.rig import SOURCES, Rig, render_rehearsal_stack, running
 from tests.render import Rendered
 
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="session")
-def rendered() -> Rendered:
+def _require_binaries() -> None:
     if missing := missing_binaries():
         pytest.fail(
-            f"the rehearsal needs {', '.join(missing)}; install them with"
-            " `apt-get install nginx-light docker-registry skopeo prometheus-nginx-exporter` (.ci/run does)",
+            f"the rehearsal needs {', '.join(missing)}; install them with `apt-get install nginx-light"
+            " docker-registry skopeo prometheus-nginx-exporter containerd` (.ci/run does)",
             pytrace=False,
         )
-    return render_rehearsal_stack()
 
 
-@pytest.fixture
-def rig(rendered: Rendered) -> Iterator[Rig]:
-    with running(rendered) as started:
+@pytest.fixture(scope="session")
+def rendered() -> Rendered:
+    """The rehearsal stack with the platform CA's edge certificate."""
+    _require_binaries()
+    return render_rehearsal_stack("selfSigned")
+
+
+@pytest.fixture(scope="session")
+def rendered_with_corporate_certificate() -> Rendered:
+    """The rehearsal stack serving a Secret's certificate from a company's own CA (tls.source=secret)."""
+    _require_binaries()
+    return render_rehearsal_stack("secret")
+
+
+_STACK_OF_SOURCE = {"selfSigned": "rendered", "secret": "rendered_with_corporate_certificate"}
+
+
+@pytest.fixture(params=SOURCES)
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """A running rig, once per edge certificate source."""
+    stack: Rendered = request.getfixturevalue(_STACK_OF_SOURCE[request.param])
+    with running(stack) as started:
         yield started
 
 

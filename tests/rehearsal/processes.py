@@ -21,7 +21,10 @@ REQUIRED_BINARIES = {
     "skopeo": "skopeo",
     "prometheus-nginx-exporter": "prometheus-nginx-exporter",
     "unshare": "util-linux",
+    "setpriv": "util-linux",
     "mount": "mount",
+    "containerd": "containerd",
+    "ctr": "containerd",
 }
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -26,6 +26,7 @@ from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
 from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
+from tests.rehearsal.corporate import issue, tls_secret
 from tests.rehearsal.image import Image
 from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
@@ -38,13 +39,32 @@ NODE_PORTS = (30000, 32767)
 SKOPEO_TIMEOUT = 300
 
 
-def render_rehearsal_stack() -> Rendered:
+# The edge certificate sources the rehearsal runs with: the platform CA's, and a Secret with a certificate
+# from a company's own CA (made here, unknown to the platform CA).
+SOURCES = ("selfSigned", "secret")
+CORPORATE_SECRET = "corporate-edge-tls"
+
+
+def render_rehearsal_stack(source: str = "selfSigned") -> Rendered:
     """The production example stack, exposed on a free node port instead of through an Ingress (there
-    is no ingress controller here), so the public names carry a port nginx can listen on."""
+    is no ingress controller here), so the public names carry a port nginx can listen on, with the nodes'
+    trust on, and its edge certificate from ``source``. With ``secret``, the Secret a user would create
+    comes with the rendered objects."""
     config, project, stack = load_stack_file(STACK_FILE)
     config = {k: v for k, v in config.items() if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
-    config |= {f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS)}
-    return render_stack(config, project, stack)
+    config |= {
+        f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS),
+        f"{project}:nodeTrust": {"enabled": True, "docker": True},
+    }
+    if source == "selfSigned":
+        return render_stack(config, project, stack)
+    assert source == "secret", source
+    hosts = [str(config[f"{project}:{key}"]) for key in ("host", "registryHost")]
+    corporate = issue(hosts)
+    config[f"{project}:tls"] = {"source": "secret", "secretName": CORPORATE_SECRET, "caCertificate": corporate.root_pem}
+    rendered = render_stack(config, project, stack)
+    rendered.objects.append(tls_secret(CORPORATE_SECRET, str(config[f"{project}:namespace"]), corporate))
+    return rendered
 
 
 @dataclass
@@ -57,7 +77,7 @@ class Response:
         return json.loads(self.body)
 
 
-class _LoopbackHTTPS(http.client.HTTPSConnection):
+class LoopbackHTTPS(http.client.HTTPSConnection):
     """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext, timeout: float) -> None:
@@ -74,7 +94,7 @@ def https(url: str, method: str = "GET", *, ca: Path, headers: Mapping[str, str]
     """One request to ``url`` (its host reached on 127.0.0.1), trusting only the CA in ``ca``."""
     parts = urlsplit(url)
     assert parts.hostname and parts.port
-    connection = _LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
+    connection = LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
     try:
         connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, dict(headers or {}))
         answer = connection.getresponse()
@@ -91,6 +111,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15, interval: flo
     return met
 
 
+def _distinct_free_ports(count: int) -> list[int]:
+    """Free ports, no two alike: the kernel may hand out a port it just gave, once that socket closed."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 def _accepts(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -101,9 +130,9 @@ class Rig:
     """The three services of one rehearsal (created stopped) and the clients that talk to them."""
 
     def __init__(self, rendered: Rendered, root: Path) -> None:
+        self.rendered = rendered
         self.root = root
-        self.ports = Ports(registry=free_port(), registry_debug=free_port(), portus=free_port(),
-                           proxy_status=free_port(), proxy_exporter=free_port())
+        self.ports = Ports(*_distinct_free_ports(5))
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]

@@ -8,24 +8,43 @@ from pathlib import Path
 
 import pytest
 
+from components.edge.nginx_conf import TRUST_FILE
 from tests.rehearsal.impostors import impostor_of
 from tests.rehearsal.rig import Rig
 from tests.rehearsal.standin import TOKEN_PATH
 
 
-def test_edge_is_trusted_through_the_platform_ca_only(rig: Rig, tmp_path: Path) -> None:
+def test_edge_is_trusted_through_the_ca_certificate_output_only(rig: Rig, tmp_path: Path) -> None:
     assert rig.request("GET", "/healthz").status == 200
     assert rig.request("GET", "/", base=rig.portal_url).status == 200
 
-    other_ca = tmp_path / "other-ca"
-    other_ca.mkdir()
-    (other_ca / "ca.crt").write_text(impostor_of(rig.ca_file.read_text()).ca_pem)
-    with pytest.raises(ssl.SSLCertVerificationError):
-        rig.request("GET", "/healthz", ca=other_ca / "ca.crt")
-    login = rig.login(cert_dir=other_ca)
-    assert login.returncode != 0
-    assert "certificate signed by unknown authority" in login.stderr
+    other_cas = [impostor_of(rig.ca_file.read_text()).ca_pem]
+    platform_ca = rig.site.proxy.path(TRUST_FILE).read_text()
+    if platform_ca != rig.ca_file.read_text():
+        # A certificate from the company's CA: the platform CA, which secures the hops inside, does not do.
+        other_cas.append(platform_ca)
+    for index, ca_pem in enumerate(other_cas):
+        other_ca = tmp_path / f"other-ca-{index}"
+        other_ca.mkdir()
+        (other_ca / "ca.crt").write_text(ca_pem)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            rig.request("GET", "/healthz", ca=other_ca / "ca.crt")
+        login = rig.login(cert_dir=other_ca)
+        assert login.returncode != 0
+        assert "certificate signed by unknown authority" in login.stderr
     assert rig.login().returncode == 0
+
+
+def test_the_service_names_get_the_platform_certificate(rig: Rig) -> None:
+    """What the ingress controller verifies on its hop to the proxy: the proxy's Service name, against the
+    platform CA, whatever signs the edge."""
+    platform_ca = rig.site.proxy.path(TRUST_FILE)
+    service_name = next(
+        name for name in rig.site.proxy_service_names if name.count(".") == 4  # proxy.<ns>.svc.<domain>
+    )
+    base = f"https://{service_name}:{rig.site.public_port}"
+    assert rig.request("GET", "/healthz", base=base, ca=platform_ca).status == 200
+    assert rig.request("GET", "/v2/", base=base, ca=platform_ca).status == 401
 
 
 def test_proxy_refuses_a_registry_certificate_from_another_ca(rig: Rig) -> None:
