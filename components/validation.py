@@ -289,6 +289,7 @@ def pem_certificates(raw: Any) -> str:
     leftover = _PEM_BLOCK.sub("", value).strip()
     if not blocks or leftover or any(block[1] != "CERTIFICATE" for block in blocks):
         raise ValueError("one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+    certificates = []
     for block in blocks:
         try:
             der = base64.b64decode("".join(block[2].split()), validate=True)
@@ -296,7 +297,11 @@ def pem_certificates(raw: Any) -> str:
             raise ValueError("a PEM certificate whose body is not base64") from None
         if not der.startswith(b"\x30"):
             raise ValueError("a PEM certificate whose body is not a DER certificate")
-    return "\n".join(block[0] for block in blocks) + "\n"
+        body = base64.b64encode(der).decode()
+        lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+        certificates.append("\n".join(["-----BEGIN CERTIFICATE-----", *lines, "-----END CERTIFICATE-----"]))
+    # As PEM is written: however the value was indented or wrapped in the stack file.
+    return "\n".join(certificates) + "\n"
 
 
 def go_duration(raw: Any) -> str:
