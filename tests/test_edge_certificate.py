@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from components.edge.certificate import CertManagerCertificate, IssuerRef
 from tests.conftest import MINIMAL_CONFIG
 from tests.doubles import ResourceRecord
-from tests.objects import Obj, get, pod_spec, secret_data
+from tests.objects import Obj, container, get, pod_spec, secret_data
 from tests.rehearsal.corporate import issue
 from tests.render import Rendered
 from tests.schema import validate_objects
@@ -205,3 +205,23 @@ def test_self_signed_edge_is_the_platform_certificate_as_before(prod: Rendered) 
     assert _proxy_secrets(prod) == {"tls": "proxy-tls", "platform-tls": "proxy-tls"}
     assert _sans(secret_data(get(prod, "Secret", "proxy-tls"))["tls.crt"]) == SERVICE_NAMES | set(PUBLIC.values())
     assert prod.outputs["caCertificate"] == get(prod, "ConfigMap", "portus-trust-bundle")["data"]["ca.crt"]
+
+
+@pytest.mark.parametrize("source", ["prod", "from_secret", "from_cert_manager"])
+def test_the_reloader_watches_every_certificate_nginx_serves(source: str, request: pytest.FixtureRequest) -> None:
+    """A renewal reaches nginx by a reload, never by a roll: the sidecar watches exactly the files nginx.conf
+    serves, sees them through the same mounts, and can signal nginx's master (one process namespace)."""
+    rendered: Rendered = request.getfixturevalue(source)
+    proxy = get(rendered, "Deployment", "proxy")
+    nginx_conf = get(rendered, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
+    served = set(re.findall(r"ssl_certificate(?:_key)? (\S+);", nginx_conf))
+    assert len(served) == 4
+    reloader = container(proxy, "reloader")
+    script = reloader["command"][-1]
+    assert set(re.search(r"fingerprint\(\) \{ cat (.+) \| cksum; \}", script)[1].split()) == served  # type: ignore[index]
+    assert "nginx -s reload -c /etc/nginx/conf/nginx.conf" in script
+    nginx_mounts = {(m["name"], m["mountPath"]) for m in container(proxy, "nginx")["volumeMounts"]}
+    assert nginx_mounts <= {(m["name"], m["mountPath"]) for m in reloader["volumeMounts"]}
+    assert reloader["image"] == container(proxy, "nginx")["image"]
+    assert pod_spec(proxy)["shareProcessNamespace"] is True
+    assert set(proxy["spec"]["template"]["metadata"]["annotations"]) == {"checksum/config"}
