@@ -20,7 +20,7 @@ from tests.conftest import MINIMAL_CONFIG
 from tests.doubles import ResourceRecord
 from tests.objects import Obj, container, get, pod_spec, secret_data
 from tests.rehearsal.corporate import issue
-from tests.render import Rendered
+from tests.render import Rendered, render_stack
 from tests.schema import validate_objects
 
 PUBLIC = {"host": "portus.example.com", "registryHost": "registry.example.com"}
@@ -225,3 +225,12 @@ def test_the_reloader_watches_every_certificate_nginx_serves(source: str, reques
     assert reloader["image"] == container(proxy, "nginx")["image"]
     assert pod_spec(proxy)["shareProcessNamespace"] is True
     assert set(proxy["spec"]["template"]["metadata"]["annotations"]) == {"checksum/config"}
+
+
+def test_a_preview_shows_which_secret_the_edge_will_serve() -> None:
+    """`pulumi preview --diff` (CI's pull-request comment) names the Secret before the Certificate exists."""
+    preview = render_stack({**MINIMAL_CONFIG, "tls": {
+        "source": "certManager", "issuer": {"name": "letsencrypt", "kind": "ClusterIssuer"},
+    }}, preview=True)
+    assert get(preview, "Ingress", "portus")["spec"]["tls"][0]["secretName"] == "edge-tls"
+    assert _proxy_secrets(preview)["tls"] == "edge-tls"

@@ -201,9 +201,10 @@ class CertManagerCertificate:
             opts=pulumi.ResourceOptions(parent=parent, custom_timeouts=ISSUANCE_TIMEOUTS),
         )
         # The name as an output of the Certificate: the proxy and the Ingress that use it are created
-        # once Pulumi has seen the Certificate Ready, so nginx never starts without its certificate.
+        # once Pulumi has seen the Certificate Ready, so nginx never starts without its certificate. (Of
+        # its URN, which a preview knows, unlike the ID of a Certificate not created yet.)
         return EdgeTls(
-            secret_name=certificate.id.apply(lambda _: CERT_MANAGER_SECRET),
+            secret_name=certificate.urn.apply(lambda _: CERT_MANAGER_SECRET),
             client_trust=self.ca_certificate,
         )
 
