@@ -20,6 +20,8 @@ from components.database.backup import BackupConfig
 from components.edge.certificate import (
     CERT_MANAGER_DEFAULT_DURATION,
     CERT_MANAGER_GROUP,
+    CERT_MANAGER_SECRET,
+    PLATFORM_SECRET,
     CertManagerCertificate,
     EdgeCertificateSource,
     ExistingSecret,
@@ -329,13 +331,14 @@ def _ca_certificate(fields: ObjectValue) -> str | None:
 
 
 def _existing_secret(fields: ObjectValue) -> ExistingSecret:
-    return ExistingSecret(
-        secret_name=fields.require(
-            "secretName", dns_subdomain,
-            "required with tls.source=secret: the kubernetes.io/tls Secret in the namespace with the edge certificate",
-        ),
-        ca_certificate=_ca_certificate(fields),
+    name = fields.require(
+        "secretName", dns_subdomain,
+        "required with tls.source=secret: the kubernetes.io/tls Secret in the namespace with the edge certificate",
     )
+    if name in (PLATFORM_SECRET, CERT_MANAGER_SECRET):
+        raise fields.error("secretName", f"{PLATFORM_SECRET} and {CERT_MANAGER_SECRET} are the platform's own "
+                                         "Secrets; name yours otherwise")
+    return ExistingSecret(secret_name=name, ca_certificate=_ca_certificate(fields))
 
 
 def _issuer(fields: ObjectValue) -> IssuerRef:

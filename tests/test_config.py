@@ -86,6 +86,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("secret source without the Secret's name", {"tls": {"source": "secret"}}, "tls.secretName"),
     ("Secret name with capitals", {"tls": {"source": "secret", "secretName": "Corporate_TLS"}}, "tls.secretName"),
     ("Secret name with the selfSigned source", {"tls": {"secretName": "corporate-tls"}}, "tls.secretName"),
+    ("Secret name the platform uses", {"tls": {"source": "secret", "secretName": "proxy-tls"}}, "tls.secretName"),
     ("issuer with the secret source", {"tls": {"source": "secret", "secretName": "corporate-tls",
                                                "issuer": {"name": "corporate-ca"}}}, "tls.issuer"),
     ("CA certificate with the selfSigned source", {"tls": {"caCertificate": "x"}}, "tls.caCertificate"),

@@ -4,6 +4,7 @@ through the Portus stand-in; without those files the same pull fails on the cert
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import tomllib
@@ -19,6 +20,9 @@ from tests.rehearsal.image import Image
 from tests.rehearsal.processes import Service, child_env, run
 from tests.rehearsal.rig import Rig, wait_until
 from tests.render import Rendered
+
+# containerd, and a node's root-owned directories, need root.
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containerd and a node's directories need root")
 
 # Another registry's configuration on the node, which the DaemonSet must leave as it is.
 OTHER_REGISTRY = "mirror.example.org"
