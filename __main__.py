@@ -18,3 +18,5 @@ pulumi.export("adminPassword", platform.admin_password)
 pulumi.export("dockerLogin", platform.docker_login)
 if platform.ca_install_paths is not None:
     pulumi.export("caInstallPaths", platform.ca_install_paths)
+pulumi.export("registryStorage", platform.registry_storage)
+pulumi.export("database", platform.database)

@@ -12,11 +12,19 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi.runtime.config
 
 from components.database.backup import BackupConfig
+from components.database.endpoint import (
+    ADAPTERS,
+    DEFAULT_PORTS,
+    DatabaseEndpoint,
+    ExternalDatabase,
+    InternalDatabase,
+)
 from components.edge.certificate import (
     CERT_MANAGER_DEFAULT_DURATION,
     CERT_MANAGER_GROUP,
@@ -33,31 +41,49 @@ from components.kube import ResourceSpec
 from components.monitoring import MetricsConfig
 from components.node_trust import NodeTrustConfig
 from components.portus import CATALOG_SYNC
-from components.registry.storage import FilesystemStorage, StorageBackend
+from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
+from components.registry.cache import BlobDescriptorCache, InMemoryCache, RedisCache
+from components.registry.storage import (
+    ACCESS_MODES,
+    S3_MAX_CHUNK,
+    S3_MIN_CHUNK,
+    FilesystemStorage,
+    S3Storage,
+    StorageBackend,
+)
 from components.validation import (
     PROJECT,
     ConfigError,
     ObjectValue,
     as_bool,
     as_object,
+    as_str,
+    byte_count,
     byte_quantity,
+    cidr_list,
     cpu_quantity,
     cron_schedule,
     dns_label,
-    dns_subdomain,
     duration_seconds,
     email,
     folder,
     go_duration,
     host_name,
+    host_port,
     int_between,
+    ip_address,
     kind_name,
+    network_host,
+    object_name,
     one_of,
     optional,
     pem_certificates,
     pinned_image,
+    port,
     portus_username,
+    public_host,
     quantity_value,
+    secret_text,
 )
 
 WORKLOADS = ("portus", "background", "registry", "database", "proxy")
@@ -109,6 +135,9 @@ class PlatformConfig:
     storage: StorageConfig
     images: Images
     resources: Mapping[str, ResourceSpec]
+    database: DatabaseEndpoint
+    registry_cache: BlobDescriptorCache
+    registry_replicas: int
     portus_replicas: int
     proxy_replicas: int
     admin_username: str
@@ -121,6 +150,7 @@ class PlatformConfig:
     catalog_sync: str
     backup: BackupConfig
     metrics: MetricsConfig
+    portus_settings: PortusSettings
     tls: EdgeCertificateSource
     """Where the edge certificate comes from."""
     node_trust: NodeTrustConfig
@@ -150,13 +180,19 @@ class PlatformConfig:
 
 @dataclass(frozen=True)
 class Key:
-    """One stack config key: how it is parsed, its default, its type in Pulumi.yaml, its meaning."""
+    """One stack config key: how it is parsed, its default, its type, its meaning.
+
+    Pulumi.yaml declares the key's description and default but no ``type``: the CLI would reject a
+    mistyped value with its own message before the program runs, while ``parse`` names the key, the
+    value and what is allowed. ``value_type`` is the type the README shows."""
 
     name: str
     parse: Callable[[Any], Any]
     default: Any
-    yaml_type: str | None
+    value_type: str | None
     description: str
+    holds_secrets: bool = False
+    """An object that may carry credentials (``pulumi config set --secret --path``): never shown."""
 
 
 _REQUIRED = object()
@@ -164,10 +200,11 @@ _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 KEYS: tuple[Key, ...] = (
-    Key("host", host_name, _REQUIRED, "string",
-        "Public DNS name of the Portus web UI and token service (and of the registry unless registryHost is set)."),
-    Key("registryHost", optional(host_name), None, "string",
-        "Public DNS name Docker clients push to; defaults to host."),
+    Key("host", public_host, _REQUIRED, "string",
+        "Public DNS name (or, with nodePort or loadBalancer, IPv4 address) of the Portus web UI and token service "
+        "(and of the registry unless registryHost is set)."),
+    Key("registryHost", optional(public_host), None, "string",
+        "Public DNS name or IPv4 address Docker clients push to; defaults to host."),
     Key("adminEmail", email, _REQUIRED, "string", "E-mail of the first Portus administrator."),
     Key("adminUsername", portus_username, "admin", "string", "User name of the first Portus administrator."),
     Key("namespace", dns_label, "portus", "string", "Kubernetes namespace the platform is deployed into."),
@@ -186,8 +223,20 @@ KEYS: tuple[Key, ...] = (
         "Size of the registry's image store; default 20Gi."),
     Key("registryExistingClaim", optional(dns_label), None, "string",
         "Use this existing PersistentVolumeClaim for the registry instead of creating one."),
+    Key("registryStorage", as_object, {"type": "filesystem"}, None,
+        "Where the registry keeps images: {type: filesystem, accessMode?} (a claim) or {type: s3, bucket, "
+        "region, regionEndpoint?, rootDirectory?, secure?, chunkSize?, credentialsSecret?, accessKey?, "
+        "secretKey?, redirect?, cidrs?} (object storage).", holds_secrets=True),
+    Key("registryReplicas", int_between(1, 20), 1, "integer",
+        "Replicas of the registry; more than 1 needs registryStorage type s3 or accessMode ReadWriteMany."),
+    Key("registryCache", as_object, {"type": "inmemory"}, None,
+        "The registry's blob-descriptor cache: {type: inmemory} (per pod) or {type: redis, address: host:port, "
+        "passwordSecret?, password?, db?, cidrs?} (shared).", holds_secrets=True),
     Key("databaseStorageSize", byte_quantity, "8Gi", "string",
         "Size of the MariaDB volume when its claim is created; grow the claim itself later."),
+    Key("database", as_object, {"type": "internal"}, None,
+        "Portus's database: {type: internal} (MariaDB in the namespace) or {type: external, adapter: "
+        "mysql2|postgresql, host, port?, name, username, passwordSecret?, password?, cidrs?}.", holds_secrets=True),
     Key("keepDataOnDestroy", as_bool, True, "boolean",
         "Keep the registry and database volumes (and the StatefulSet's claims) on pulumi destroy."),
     Key("portusImage", pinned_image, "opensuse/portus:2.4.3", "string", "Portus web and background image."),
@@ -224,6 +273,20 @@ KEYS: tuple[Key, ...] = (
         "Prometheus Operator objects: {serviceMonitor (default false): ServiceMonitors for the registry and the "
         "proxy and a PrometheusRule, namespace (default monitoring): where Prometheus runs, allowed to scrape, "
         "labels: extra labels for the Prometheus selector}."),
+    Key("ldap", as_object, None, None,
+        "Sign in against an LDAP directory (Portus's ldap section): {hostname, port, encryption: {method, ca},"
+        " base, filter, uid, authentication: {bindDn, password}, guessEmail: {enabled, attr}, cidrs}."),
+    Key("oidc", as_object, None, None,
+        "Sign-in providers and local login (Portus's oauth section): {localLogin, openId, googleOauth2, github,"
+        " gitlab, bitbucket}; Portus 2.4.3's openId is OpenID 2.0, it has no OpenID Connect."),
+    Key("email", as_object, None, None,
+        "Portus's mail (its email section): {from, name, replyTo, smtp: {address, port, domain, sslTls,"
+        " enableStarttlsAuto, opensslVerifyMode, ca, userName, password, authentication, cidrs}}."),
+    Key("tagRetention", as_object, None, None,
+        "Delete old tags in the background (Portus's delete.garbage_collector): {enabled, olderThan (days), tag}."),
+    Key("permissions", as_object, None, None,
+        "What users who are not administrators may do (Portus's user_permission): {changeVisibility, createTeam,"
+        " manageTeam, createNamespace, manageNamespace, createWebhook, manageWebhook, pushImages}."),
     Key("tls", as_object, {}, None,
         "Where the edge certificate comes from: {source: selfSigned (default: the platform CA signs it), secret "
         "(secretName: an existing kubernetes.io/tls Secret in the namespace for host and registryHost) or "
@@ -332,7 +395,7 @@ def _ca_certificate(fields: ObjectValue) -> str | None:
 
 def _existing_secret(fields: ObjectValue) -> ExistingSecret:
     name = fields.require(
-        "secretName", dns_subdomain,
+        "secretName", object_name,
         "required with tls.source=secret: the kubernetes.io/tls Secret in the namespace with the edge certificate",
     )
     if name in (PLATFORM_SECRET, CERT_MANAGER_SECRET):
@@ -345,8 +408,8 @@ def _issuer(fields: ObjectValue) -> IssuerRef:
     if not fields.has("issuer"):
         raise fields.error("issuer", "required with tls.source=certManager: {name, kind: Issuer|ClusterIssuer, group}")
     issuer = ObjectValue("tls.issuer", fields.raw["issuer"], ("name", "kind", "group"))
-    name = issuer.require("name", dns_subdomain, "the name of the Issuer or ClusterIssuer that signs the certificate")
-    group = issuer.get("group", dns_subdomain, CERT_MANAGER_GROUP)
+    name = issuer.require("name", object_name, "the name of the Issuer or ClusterIssuer that signs the certificate")
+    group = issuer.get("group", object_name, CERT_MANAGER_GROUP)
     if group != CERT_MANAGER_GROUP:
         # An external issuer (AWS Private CA, Google CAS, step-ca, ...) has kinds of its own.
         return IssuerRef(name, issuer.require("kind", kind_name, f"required with the issuer group {group}"), group)
@@ -408,19 +471,22 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         try:
             values[key.name] = key.parse(value)
         except ValueError as allowed:
-            raise ConfigError(key.name, value, str(allowed)) from None
+            raise ConfigError(key.name, "[secret]" if key.holds_secrets else value, str(allowed)) from None
 
     mode = Exposure(values["exposure"])
     exposure = _parse_exposure(mode, values, raw)
     if values["renderYamlTo"] and values["adoptExisting"]:
         raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
     tls = parse_tls(values["tls"])
-    registry_existing_claim = values["registryExistingClaim"]
-    if registry_existing_claim and values["registryStorageSize"]:
+    registry_storage = _parse_registry_storage(values)
+    if values["registryReplicas"] > 1 and not registry_storage.shared:
         raise ConfigError(
-            "registryStorageSize", values["registryStorageSize"],
-            "conflicts with registryExistingClaim: the existing claim's size is used; set only one",
+            "registryReplicas", values["registryReplicas"],
+            "more than 1 needs storage every replica can use: registryStorage type s3, or type filesystem "
+            "with accessMode ReadWriteMany",
         )
+    resources = _parse_resources(values["resources"])
+    database = _parse_database(values, resources["database"])
     return PlatformConfig(
         namespace=values["namespace"],
         host=values["host"],
@@ -428,11 +494,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         exposure=exposure,
         storage=StorageConfig(
             storage_class=values["storageClass"],
-            registry=FilesystemStorage(
-                size=values["registryStorageSize"] or "20Gi",
-                storage_class=values["storageClass"],
-                existing_claim=registry_existing_claim,
-            ),
+            registry=registry_storage,
             database_size=values["databaseStorageSize"],
             keep_on_destroy=values["keepDataOnDestroy"],
             adopt_existing=values["adoptExisting"],
@@ -442,7 +504,10 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             database=values["databaseImage"], proxy=values["proxyImage"],
             proxy_exporter=values["proxyExporterImage"],
         ),
-        resources=_parse_resources(values["resources"]),
+        resources=resources,
+        database=database,
+        registry_cache=_parse_registry_cache(values["registryCache"]),
+        registry_replicas=values["registryReplicas"],
         portus_replicas=values["portusReplicas"],
         proxy_replicas=values["proxyReplicas"],
         admin_username=values["adminUsername"],
@@ -452,12 +517,165 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         cluster_domain=values["clusterDomain"],
         render_yaml_to=values["renderYamlTo"],
         catalog_sync=values["catalogSync"],
-        # The only database is the internal MariaDB so far; an external one passes False here.
-        backup=parse_backup(values["backup"], internal_database=True, default_class=values["storageClass"]),
+        backup=database.backup,
         metrics=_parse_metrics(values["metrics"]),
+        portus_settings=_parse_portus_settings(values),
         tls=tls,
         node_trust=parse_node_trust(values["nodeTrust"], values["namespace"], tls),
     )
+
+
+def _parse_registry_storage(values: dict[str, Any]) -> StorageBackend:
+    storage = ObjectValue("registryStorage", values["registryStorage"], (
+        "type", "accessMode", "bucket", "region", "regionEndpoint", "rootDirectory", "secure", "chunkSize",
+        "credentialsSecret", "accessKey", "secretKey", "redirect", "cidrs",
+    ), secrets=("accessKey", "secretKey"))
+    kind = storage.require("type", one_of("filesystem", "s3"), "required: filesystem or s3")
+    if kind == "filesystem":
+        for name in storage.fields[2:]:
+            storage.check(not storage.has(name), name, "only applies to type s3")
+        if values["registryExistingClaim"] and values["registryStorageSize"]:
+            raise ConfigError(
+                "registryStorageSize", values["registryStorageSize"],
+                "conflicts with registryExistingClaim: the existing claim's size is used; set only one",
+            )
+        return FilesystemStorage(
+            size=values["registryStorageSize"] or "20Gi",
+            storage_class=values["storageClass"],
+            existing_claim=values["registryExistingClaim"],
+            access_mode=storage.get("accessMode", one_of(*ACCESS_MODES), "ReadWriteOnce"),
+        )
+    storage.check(not storage.has("accessMode"), "accessMode", "only applies to type filesystem")
+    for name in ("registryStorageSize", "registryExistingClaim"):
+        if values[name]:
+            raise ConfigError(name, values[name], "only applies to registryStorage type filesystem")
+    has_keys = storage.has("accessKey") or storage.has("secretKey")
+    storage.check(not (has_keys and storage.has("credentialsSecret")), "credentialsSecret",
+                  "set either credentialsSecret or accessKey and secretKey, not both")
+    if has_keys:
+        for name in ("accessKey", "secretKey"):
+            storage.require(name, secret_text, "required with the other of accessKey and secretKey", secret=True)
+    return S3Storage(
+        bucket=storage.require("bucket", bucket_name, "required with type s3"),
+        region=storage.require("region", region_name, "required with type s3 (any value the service accepts)"),
+        region_endpoint=storage.get("regionEndpoint", endpoint_url, None),
+        root_directory=storage.get("rootDirectory", root_directory, None),
+        secure=storage.get("secure", as_bool, True),
+        chunk_size=storage.get("chunkSize", byte_count(S3_MIN_CHUNK, S3_MAX_CHUNK), None),
+        credentials_secret=storage.get("credentialsSecret", object_name, None),
+        access_key=storage.get("accessKey", secret_text, None, secret=True),
+        secret_key=storage.get("secretKey", secret_text, None, secret=True),
+        redirect=storage.get("redirect", as_bool, False),
+        cidrs=storage.get("cidrs", cidr_list, ()),
+    )
+
+
+def _parse_registry_cache(raw: Any) -> BlobDescriptorCache:
+    cache = ObjectValue("registryCache", raw, ("type", "address", "passwordSecret", "password", "db", "cidrs"),
+                        secrets=("password",))
+    if cache.require("type", one_of("inmemory", "redis"), "required: inmemory or redis") == "inmemory":
+        for name in cache.fields[1:]:
+            cache.check(not cache.has(name), name, "only applies to type redis")
+        return InMemoryCache()
+    cache.check(not (cache.has("password") and cache.has("passwordSecret")), "passwordSecret",
+                "set either passwordSecret or password, not both")
+    host, redis_port = cache.require("address", host_port, "required with type redis: host:port")
+    return RedisCache(
+        host=host,
+        port=redis_port,
+        db=cache.get("db", int_between(0, 1023), 0),
+        password_secret=cache.get("passwordSecret", object_name, None),
+        password=cache.get("password", secret_text, None, secret=True),
+        cidrs=cache.get("cidrs", cidr_list, ()),
+    )
+
+
+def _parse_database(values: dict[str, Any], resources: ResourceSpec) -> DatabaseEndpoint:
+    db = ObjectValue("database", values["database"], (
+        "type", "adapter", "host", "port", "name", "username", "passwordSecret", "password", "cidrs",
+    ), secrets=("password",))
+    internal = db.require("type", one_of("internal", "external"), "required: internal or external") == "internal"
+    backup = parse_backup(values["backup"], internal_database=internal, default_class=values["storageClass"])
+    if internal:
+        for name in db.fields[1:]:
+            db.check(not db.has(name), name, "only applies to type external")
+        return InternalDatabase(
+            image=values["databaseImage"], resources=resources, storage_size=values["databaseStorageSize"],
+            storage_class=values["storageClass"], backups=backup,
+        )
+    db.check(db.has("password") or db.has("passwordSecret"), "passwordSecret",
+             "required with type external: passwordSecret (a Secret with key password) or password (secret config)")
+    db.check(not (db.has("password") and db.has("passwordSecret")), "passwordSecret",
+             "set either passwordSecret or password, not both")
+    adapter = db.require("adapter", one_of(*ADAPTERS), "required with type external: mysql2 or postgresql")
+    return ExternalDatabase(
+        adapter=adapter,
+        host=db.require("host", network_host, "required with type external"),
+        port=db.get("port", port, DEFAULT_PORTS[adapter]),
+        name=db.require("name", database_name, "required with type external"),
+        username=db.require("username", database_name, "required with type external"),
+        password_secret=db.get("passwordSecret", object_name, None),
+        password=db.get("password", secret_text, None, secret=True),
+        cidrs=db.get("cidrs", cidr_list, ()),
+    )
+
+
+def bucket_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) or ".." in value:
+        raise ValueError("an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")
+    return value
+
+
+def region_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise ValueError("a region name such as us-east-1 (lower-case letters, digits and '-')")
+    return value
+
+
+def endpoint_url(raw: Any) -> str:
+    value = as_str(raw)
+    parts = urlsplit(value)
+    try:
+        valid = parts.scheme in ("https", "http") and bool(parts.hostname) and parts.port != 0
+        valid = valid and parts.path in ("", "/") and not parts.query and not parts.username
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError("an https:// (or http://) URL of the service, with an optional port and no path, "
+                         "e.g. https://minio.example.com:9000")
+    return value.rstrip("/")
+
+
+def root_directory(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", value):
+        raise ValueError("a path inside the bucket, e.g. /registry")
+    return value
+
+
+def database_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not re.fullmatch(r"[A-Za-z0-9_$.@-]{1,63}", value):
+        raise ValueError("1 to 63 letters, digits or _ $ . @ -")
+    return value
+
+
+def _parse_portus_settings(values: dict[str, Any]) -> PortusSettings:
+    """Each setting from its own key; a key that is not set (or ``enabled: false``) contributes nothing."""
+    ldap = Ldap.parse("ldap", values["ldap"]) if values["ldap"] is not None else None
+    if ldap and values["signupEnabled"]:
+        raise ConfigError("signupEnabled", True, "has no effect with LDAP (Portus creates accounts at the first"
+                                                  " LDAP sign-in); remove it or set it to false")
+    parts = (
+        ldap,
+        OAuth.parse("oidc", values["oidc"], ldap_enabled=ldap is not None) if values["oidc"] is not None else None,
+        Email.parse("email", values["email"], helo_domain=values["host"]) if values["email"] is not None else None,
+        TagRetention.parse("tagRetention", values["tagRetention"]) if values["tagRetention"] is not None else None,
+        Permissions.parse("permissions", values["permissions"]) if values["permissions"] is not None else None,
+    )
+    return PortusSettings(tuple(part for part in parts if part is not None))
 
 
 def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, Any]) -> ExposureConfig:
@@ -475,6 +693,13 @@ def _parse_exposure(mode: Exposure, values: dict[str, Any], raw: Mapping[str, An
                     "with exposure=nodePort it is the node port: an integer from 30000 to 32767",
                 )
         return ExposureConfig(mode, 443 if port is None else port, None, None)
+    for name in ("host", "registryHost"):
+        if values[name] and ip_address(values[name]):
+            raise ConfigError(
+                name, values[name],
+                "a DNS name with exposure=ingress (an Ingress routes by host name);"
+                " an IP address needs exposure nodePort or loadBalancer",
+            )
     return ExposureConfig(
         mode,
         443 if values["publicPort"] is None else values["publicPort"],

@@ -35,6 +35,9 @@ class ResourceSpec:
 PART_OF = "portus"
 # Init containers that copy or write a file or two.
 INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
+# The ownership handover walks a whole volume (an image store may hold millions of files): a full core
+# when one is free, so pods do not wait long; it requests no more than the others.
+WALK_RESOURCES = ResourceSpec("10m", "16Mi", "1", "64Mi")
 
 
 # The provider awaits a claim it creates until `Bound`, or `Pending` under a WaitForFirstConsumer class,
@@ -45,9 +48,10 @@ INIT_RESOURCES = ResourceSpec("10m", "16Mi", "100m", "64Mi")
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 
 
-def claim_spec(size: str, storage_class: str | None) -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
+def claim_spec(size: str, storage_class: str | None,
+               access_mode: str = "ReadWriteOnce") -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
     return k8s.core.v1.PersistentVolumeClaimSpecArgs(
-        access_modes=["ReadWriteOnce"],
+        access_modes=[access_mode],
         storage_class_name=storage_class,
         resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
     )
@@ -90,13 +94,23 @@ class KeptData:
         )
 
     def claim(self, resource_name: str, name: str, namespace: pulumi.Input[str], component: str, size: str,
-              storage_class: str | None, parent: pulumi.Resource) -> k8s.core.v1.PersistentVolumeClaim:
+              storage_class: str | None, parent: pulumi.Resource,
+              access_mode: str = "ReadWriteOnce") -> k8s.core.v1.PersistentVolumeClaim:
         return k8s.core.v1.PersistentVolumeClaim(
             resource_name,
             metadata=metadata(name, namespace, component, annotations=SKIP_AWAIT),
-            spec=claim_spec(size, storage_class),
+            spec=claim_spec(size, storage_class, access_mode),
             opts=self.options(parent),
         )
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A service outside the namespace that a workload connects to (an object store, a cache, a database):
+    its TCP port, and the address ranges it lives in (none: any address, the cluster's pods included)."""
+
+    port: int
+    cidrs: tuple[str, ...] = ()
 
 
 def image_version(image: str) -> str:
@@ -148,12 +162,14 @@ class RunAs:
         )
 
 
-def restricted_container_security() -> k8s.core.v1.SecurityContextArgs:
-    """Pod Security Standard ``restricted`` plus a read-only root filesystem."""
+def restricted_container_security(run_as_user: int | None = None) -> k8s.core.v1.SecurityContextArgs:
+    """Pod Security Standard ``restricted`` plus a read-only root filesystem; ``run_as_user`` overrides
+    the pod's user for this container."""
     return k8s.core.v1.SecurityContextArgs(
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
         run_as_non_root=True,
+        run_as_user=run_as_user,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
@@ -283,6 +299,18 @@ def disruption_budget(resource_name: str, name: str, namespace: pulumi.Input[str
     )
 
 
+def spread_over_nodes(name: str) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Replicas of a workload on as many nodes as the scheduler can, without ever blocking a pod."""
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="kubernetes.io/hostname",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector_labels(name)),
+        )
+    ]
+
+
 def tls_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                certificate: ServerCertificate, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
     """A server's certificate and key, as the ``kubernetes.io/tls`` Secret servers and Ingresses read."""
@@ -349,9 +377,10 @@ def deployment(resource_name: str, name: str, namespace: pulumi.Input[str], comp
     )
 
 
-def init_container(name: str, image: str, command: Sequence[str],
+def init_container(name: str, image: str, command: Sequence[pulumi.Input[str]],
                    volume_mounts: Sequence[k8s.core.v1.VolumeMountArgs],
-                   env: Sequence[k8s.core.v1.EnvVarArgs] | None = None) -> k8s.core.v1.ContainerArgs:
+                   env: Sequence[k8s.core.v1.EnvVarArgs] | None = None,
+                   run_as_user: int | None = None, spec: ResourceSpec = INIT_RESOURCES) -> k8s.core.v1.ContainerArgs:
     """A restricted init container that prepares a file or two for the main container."""
     return k8s.core.v1.ContainerArgs(
         name=name,
@@ -359,8 +388,40 @@ def init_container(name: str, image: str, command: Sequence[str],
         command=list(command),
         env=list(env) if env else None,
         volume_mounts=list(volume_mounts),
-        resources=resources(INIT_RESOURCES),
-        security_context=restricted_container_security(),
+        resources=resources(spec),
+        security_context=restricted_container_security(run_as_user),
+    )
+
+
+def ownership_handover(image: str, data: k8s.core.v1.VolumeMountArgs, previous: RunAs,
+                       current: RunAs) -> k8s.core.v1.ContainerArgs:
+    """An init container that lets ``current`` write the files an earlier release wrote on a kept volume
+    (mounted as ``data``) as ``previous``: the workload's UID changed, its data did not.
+
+    Kubernetes re-applies ``fsGroup`` only on volumes whose driver supports it (and with
+    ``fsGroupChangePolicy: OnRootMismatch`` only when the volume's root has another group). On hostPath,
+    local or NFS volumes the old files keep their owner, group and modes (MariaDB's directories are 0700,
+    the registry's 0755), and the new UID could not write them. Without root only a file's owner may hand
+    it over, so this runs as ``previous.user`` (with the pod's groups, ``current.group`` among them) and
+    gives each of its files to ``current.group`` with group read and write (and search, for directories).
+    Files it does not own are left alone, and it does not descend into directories of other owners (the
+    new UID's 0700 directories, ``lost+found``), which it could not read. Once nothing is left to change,
+    each start costs one walk over the previous user's files (they keep their owner).
+    """
+    root, user, group = data.mount_path, str(previous.user), str(current.group)
+    others_directory = ["(", "-type", "d", "!", "-user", user, "!", "-path", root, ")"]
+    needs_change = ["(", "!", "-group", group, "-o", "!", "-perm", "-060",
+                    "-o", "-type", "d", "!", "-perm", "-010", ")"]
+    return init_container(
+        "file-ownership",
+        image,
+        # GNU find (MariaDB's Ubuntu image) and BusyBox find (the registry's Alpine image) both run this;
+        # BusyBox ignores `-exec ... +` inside parentheses, so the actions stay at the top level.
+        ["find", root, *others_directory, "-prune", "-o", "-user", user, "!", "-type", "l", *needs_change,
+         "-exec", "chgrp", group, "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+"],
+        [data],
+        run_as_user=previous.user,
+        spec=WALK_RESOURCES,
     )
 
 

@@ -17,6 +17,7 @@ from components import database, kube, portus, registry
 from components.database import backup
 from components.edge import nginx_conf, proxy
 from components.portus import tasks
+from components.validation import ip_address
 
 
 def _task_pods(component: str) -> dict[str, str]:
@@ -83,11 +84,10 @@ FLOWS: tuple[Flow, ...] = (
     Flow("proxy", "registry", registry.LISTEN_PORT),
     Flow("portus", "registry", registry.LISTEN_PORT),
     Flow("background", "registry", registry.LISTEN_PORT),
-    Flow("portus", "database", database.PORT),
-    Flow("background", "database", database.PORT),
-    Flow("migrate", "database", database.PORT),
-    Flow("bootstrap", "database", database.PORT),
 )
+# Every workload that connects to Portus's database; where it is, and so the flows, depends on the
+# configuration (components/database/endpoint.py).
+DATABASE_CLIENTS = ("portus", "background", "migrate", "bootstrap")
 
 
 # Only with backups on: their pods dump (and restore) the database.
@@ -102,6 +102,22 @@ def edge_source(ingress_controller_namespace: str | None) -> Outside:
 def edge_flow(ingress_controller_namespace: str | None) -> Flow:
     """Clients reach the proxy through the ingress controller, or (nodePort, loadBalancer) from anywhere."""
     return Flow(edge_source(ingress_controller_namespace), "proxy", nginx_conf.LISTEN_PORT)
+
+
+def token_realm_flows(host: str, port: int) -> list[Flow]:
+    """Portus and its worker follow the public token realm on ``host``. A DNS name resolves to the proxy
+    inside their pods, which FLOWS allow; an IP address (a node's, or the load balancer's) is reached the
+    way clients reach it, so they may also open connections to that address on the public port (CNIs that
+    check egress before the Service's address translation see that address, not the proxy pod)."""
+    if not ip_address(host):
+        return []
+    realm = Outside(cidrs=(f"{host}/32",))
+    return [Flow("portus", realm, port), Flow("background", realm, port)]
+
+
+def to_remote(source: str, remote: kube.Remote) -> Flow:
+    """``source`` connects to a service outside the namespace (in ``remote.cidrs``, or anywhere)."""
+    return Flow(source, Outside(cidrs=remote.cidrs), remote.port)
 
 
 @dataclass

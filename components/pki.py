@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
+from components.validation import ip_address
+
 CA_VALIDITY_HOURS = 10 * 365 * 24
 # Leaf certificates stay under the 825-day ceiling that Apple and browsers apply to TLS servers; a
 # `pulumi up` in the last 30 days re-issues them (the provider reports them ready for renewal).
@@ -21,7 +23,8 @@ ORGANIZATION = "Portus platform"
 @dataclass
 class PkiArgs:
     servers: Mapping[str, Sequence[str]]
-    """Server name (e.g. ``portus``) -> every DNS name its clients use; the first is the common name."""
+    """Server name (e.g. ``portus``) -> every DNS name or IP address its clients use; the first is the
+    common name. Addresses become IP SANs: a client checks an address it connected to against those."""
     token_issuer: str
     """Portus's FQDN, recorded as the token certificate's common name."""
     rsa_servers: Collection[str] = ()
@@ -33,6 +36,7 @@ class ServerCertificate:
     cert_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]
     dns_names: list[str]
+    ip_addresses: list[str]
 
 
 def _ecdsa_key(name: str, parent: pulumi.Resource) -> tls.PrivateKey:
@@ -70,13 +74,17 @@ class Pki(pulumi.ComponentResource):
         self.ca_cert_pem = ca_cert.cert_pem
 
         self.certificates = {}
-        for server, dns_names in args.servers.items():
+        for server, names in args.servers.items():
             key = _server_key(f"{name}-{server}", server in args.rsa_servers, self)
+            dns_names = [n for n in names if not ip_address(n)]
+            ip_addresses = [n for n in names if ip_address(n)]
             request = tls.CertRequest(
                 f"{name}-{server}",
                 private_key_pem=key.private_key_pem,
-                subject=tls.CertRequestSubjectArgs(common_name=dns_names[0], organization=ORGANIZATION),
-                dns_names=list(dns_names),
+                subject=tls.CertRequestSubjectArgs(common_name=names[0], organization=ORGANIZATION),
+                dns_names=dns_names,
+                # Only set when there are addresses: existing certificates keep their exact inputs.
+                ip_addresses=ip_addresses or None,
                 opts=child,
             )
             cert = tls.LocallySignedCert(
@@ -94,7 +102,8 @@ class Pki(pulumi.ComponentResource):
             self.certificates[server] = ServerCertificate(
                 cert_pem=cert.cert_pem,
                 private_key_pem=pulumi.Output.secret(key.private_key_pem),
-                dns_names=list(dns_names),
+                dns_names=dns_names,
+                ip_addresses=ip_addresses,
             )
 
         # Portus signs registry tokens with RS256, so this key must be RSA; the registry trusts the

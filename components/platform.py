@@ -3,12 +3,14 @@ public entry point and the network policies so that every name, port and key agr
 
 from __future__ import annotations
 
+import math
+
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import database, kube, monitoring, network, portus, registry
+from components import kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
-from components.database import Database, DatabaseArgs, backup, generated_password
+from components.database import backup, generated_password
 from components.edge import proxy
 from components.edge.certificate import EdgeCertificate, EdgeCertificateArgs
 from components.edge.exposure import Exposure
@@ -20,9 +22,10 @@ from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.node_trust import NodeTrust, NodeTrustArgs
 from components.pki import Pki, PkiArgs
-from components.portus import DatabaseConnection, Portus, PortusArgs, RegistryRecord
+from components.portus import Portus, PortusArgs, RegistryRecord
 from components.registry import Registry, RegistryArgs
 from components.registry.config_file import RegistrySettings
+from components.validation import quantity_value
 
 REGISTRY_RECORD_NAME = "registry"
 
@@ -97,6 +100,8 @@ class PortusPlatform(pulumi.ComponentResource):
     docker_login: str
     ca_install_paths: dict[str, str] | None
     """Where to install ``ca_certificate``; None when there is nothing to install."""
+    registry_storage: dict[str, str]
+    database: dict[str, str]
 
     def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("portus:platform:PortusPlatform", name, None, opts)
@@ -114,8 +119,8 @@ class PortusPlatform(pulumi.ComponentResource):
         pki = Pki("pki", PkiArgs(
             servers={
                 # The proxy is the edge: it answers to its Service names for the ingress controller, and
-                # to the public names outside and, through hostAliases, inside Portus's pods, with this
-                # certificate when the platform CA signs the edge.
+                # to the public names (or addresses) outside and, through hostAliases, inside Portus's pods,
+                # with this certificate when the platform CA signs the edge.
                 "proxy": [
                     *(config.public_hosts if config.tls.platform_signed else []),
                     *kube.service_dns_names(proxy.NAME, ns, domain),
@@ -140,16 +145,7 @@ class PortusPlatform(pulumi.ComponentResource):
             name=ns, ca_cert_pem=pki.ca_cert_pem, kept=kept,
         ), child)
 
-        db = Database("database", DatabaseArgs(
-            namespace=namespace.name,
-            image=config.images.database,
-            resources=config.resources["database"],
-            storage_size=config.storage.database_size,
-            storage_class=config.storage.storage_class,
-            kept=kept,
-            backup=config.backup,
-            host=fqdn(database.NAME),
-        ), child)
+        db = config.database.deploy(namespace.name, fqdn, kept, child)
 
         registry_settings = RegistrySettings(
             token_realm=f"{config.portal_url}/v2/token",
@@ -162,7 +158,9 @@ class PortusPlatform(pulumi.ComponentResource):
             namespace=namespace.name,
             image=config.images.registry,
             resources=config.resources["registry"],
+            replicas=config.registry_replicas,
             storage=config.storage.registry,
+            cache=config.registry_cache,
             settings=registry_settings,
             certificate=pki.certificates["registry"],
             token_cert_pem=pki.token_cert_pem,
@@ -191,6 +189,7 @@ class PortusPlatform(pulumi.ComponentResource):
             service_names=kube.service_dns_names(proxy.NAME, ns, domain),
             portus=Upstream(fqdn(portus.NAME), portus.PORT, keepalive=16),
             registry=Upstream(fqdn(registry.NAME), registry.LISTEN_PORT, keepalive=32),
+            worker_processes=max(1, math.ceil(quantity_value(config.resources["proxy"].cpu_limit))),
             log_level=config.log_level,
         )
         edge = Proxy("proxy", ProxyArgs(
@@ -219,15 +218,12 @@ class PortusPlatform(pulumi.ComponentResource):
             log_level=config.log_level,
             signup_enabled=config.signup_enabled,
             catalog_sync=config.catalog_sync,
-            database=DatabaseConnection(
-                host=fqdn(database.NAME), port=database.PORT, database=database.DATABASE,
-                user=database.USER, credentials_secret=db.credentials_secret,
-            ),
+            database=db.connection,
             certificate=pki.certificates["portus"],
             token_key_pem=pki.token_key_pem,
             trust_bundle=namespace.trust_bundle,
             edge_trust=edge_certificate.edge_trust,
-            edge_trust_pem=edge_tls.client_trust or "",
+            edge_trust_pem=edge_certificate.edge_trust_pem,
             registry=RegistryRecord(
                 name=REGISTRY_RECORD_NAME,
                 hostname=f"{fqdn(registry.NAME)}:{registry.LISTEN_PORT}",
@@ -235,7 +231,8 @@ class PortusPlatform(pulumi.ComponentResource):
             ),
             admin_username=config.admin_username,
             admin_email=config.admin_email,
-            wait_for=[db, reg],
+            settings=config.portus_settings,
+            wait_for=[*db.ready, reg],
         ), child)
 
         if config.exposure.mode is Exposure.INGRESS:
@@ -273,9 +270,14 @@ class PortusPlatform(pulumi.ComponentResource):
             flows=[
                 *network.FLOWS,
                 network.edge_flow(config.exposure.ingress_controller_namespace),
+                *config.database.flows(network.DATABASE_CLIENTS),
                 *config.tls.flows(network.edge_source(config.exposure.ingress_controller_namespace)),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics),
+                *network.token_realm_flows(config.host, config.exposure.port),
+                *config.portus_settings.flows(),
+                *(network.to_remote("registry", remote)
+                  for remote in [*config.storage.registry.remotes(), *config.registry_cache.remotes()]),
             ],
         ), child)
 
@@ -288,6 +290,8 @@ class PortusPlatform(pulumi.ComponentResource):
             f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
         )
         self.ca_install_paths = None if self.ca_certificate is None else ca_install_paths(config.registry_address)
+        self.registry_storage = {**config.storage.registry.describe(), "replicas": str(config.registry_replicas)}
+        self.database = config.database.describe()
         self.register_outputs({
             "portalUrl": self.portal_url,
             "registryHost": self.registry_address,

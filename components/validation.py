@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pulumi
 
@@ -30,8 +33,8 @@ class ConfigError(pulumi.RunError):
         self.key = key
 
 
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", re.IGNORECASE)
 # Portus 2.4 user names: lower-case letters, digits and separators, 4 to 30 characters (User model).
 _PORTUS_USERNAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -93,10 +96,65 @@ def dns_label(raw: Any) -> str:
     return value
 
 
+def ip_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``value`` as an IP address written the usual way, or None."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return address if str(address) == value else None
+
+
+def _bare_host(value: str) -> str:
+    """The host part of something with a scheme, port or path, for a suggestion in a message."""
+    return (urlsplit(value if "://" in value else f"//{value}").hostname or "").lower() or "registry.example.com"
+
+
+def _host_name_problem(value: str) -> str | None:
+    """What a DNS host name must be, naming the first rule ``value`` breaks; None if it is one."""
+    if "://" in value:
+        return f"a bare DNS name, without a scheme: {_bare_host(value)}"
+    if "/" in value:
+        return f"a bare DNS name, without a path: {_bare_host(value)}"
+    if ":" in value:
+        return f"a bare DNS name, without a port: {_bare_host(value)} (the port is publicPort)"
+    if value != value.lower():
+        return f"a DNS name in lower case: {value.lower()}"
+    if bad := sorted(set(re.sub(r"[a-z0-9.-]", "", value))):
+        return f"a DNS name of letters a-z, digits, '-' and '.' only: {', '.join(map(repr, bad))} is not allowed"
+    if len(value) > 253:
+        return "a DNS name of at most 253 characters"
+    labels = value.split(".")
+    if "" in labels:
+        return "a DNS name without empty labels: no '..', and no '.' at either end"
+    for label in labels:
+        if len(label) > 63:
+            return f"a DNS name whose labels have at most 63 characters: {label[:12]}... has {len(label)}"
+        if not _DNS_LABEL.match(label):
+            return f"a DNS name whose labels start and end with a letter or digit: {label!r}"
+    if all(label.isdigit() for label in labels):
+        return "a valid IPv4 address: four numbers from 0 to 255, e.g. 192.168.1.10"
+    return None
+
+
 def host_name(raw: Any) -> str:
+    """A DNS host name, never an IP address."""
     value = as_str(raw)
-    if not _HOST_NAME.match(value) or value.replace(".", "").isdigit():
-        raise ValueError("a DNS host name without scheme, port or path, e.g. registry.example.com")
+    if ip_address(value):
+        raise ValueError("a DNS name, not an IP address")
+    if problem := _host_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def public_host(raw: Any) -> str:
+    """A DNS host name or an IPv4 address (the exposure decides whether an address may be used)."""
+    value = as_str(raw)
+    address = ip_address(value)
+    if address and address.version != 4:
+        raise ValueError("a DNS name or an IPv4 address; IPv6 addresses are not supported")
+    if not address and (problem := _host_name_problem(value)):
+        raise ValueError(problem)
     return value
 
 
@@ -111,8 +169,11 @@ def one_of(*allowed: str) -> Callable[[Any], str]:
 
 def int_between(low: int, high: int) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
-        value = as_int(raw)
-        if not low <= value <= high:
+        try:
+            value: int | None = as_int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
             raise ValueError(f"an integer from {low} to {high}")
         return value
 
@@ -202,6 +263,62 @@ def port(raw: Any) -> int:
     return int_between(1, 65535)(raw)
 
 
+def object_name(raw: Any) -> str:
+    """The name of a Kubernetes object such as a Secret (a DNS-1123 subdomain)."""
+    value = as_str(raw)
+    if not _DNS_SUBDOMAIN.match(value):
+        raise ValueError("a Kubernetes object name: lower-case letters, digits, '-' and '.'")
+    return value
+
+
+def network_host(raw: Any) -> str:
+    """A server's DNS name or IP address."""
+    value = as_str(raw)
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(value))
+    if problem := _host_name_problem(value):
+        raise ValueError(f"{problem}, or an IP address")
+    return value
+
+
+def host_port(raw: Any) -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets)."""
+    value = as_str(raw)
+    host, sep, number = value.rpartition(":")
+    allowed = "host:port, e.g. redis.cache.svc.cluster.local:6379"
+    if not sep or not number.isdigit():
+        raise ValueError(allowed)
+    try:
+        return network_host(host.removeprefix("[").removesuffix("]")), port(number)
+    except ValueError:
+        raise ValueError(allowed) from None
+
+
+def cidr_list(raw: Any) -> tuple[str, ...]:
+    """A list of address ranges such as ``["10.20.0.0/16"]`` (a comma-separated string also works)."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    allowed = "a list of address ranges in CIDR notation, e.g. [10.20.0.0/16]"
+    if not isinstance(items, list) or not items:
+        raise ValueError(allowed)
+    try:
+        return tuple(str(ipaddress.ip_network(str(item).strip(), strict=True)) for item in items)
+    except ValueError:
+        raise ValueError(allowed) from None
+
+
+def byte_count(low: int, high: int) -> Callable[[Any], int]:
+    """A number of bytes, given as an integer or a quantity such as ``10Mi``."""
+    def parse(raw: Any) -> int:
+        text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else as_str(raw)
+        match = _BYTES.match(text)
+        value = int(float(match.group(1)) * _BYTE_FACTORS[match.group(2)]) if match else -1
+        if not low <= value <= high:
+            raise ValueError(f"a number of bytes from {low} to {high} (an integer, or a quantity such as 10Mi)")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class SecretText:
     """A credential taken from stack config: never shown in messages or reprs, declared as a secret."""
@@ -220,20 +337,25 @@ class ObjectValue:
     """The fields of an object-valued key (``portus:key: {field: ...}``), read one by one; a bad or
     unknown field is a ConfigError naming ``key.field``, and a secret field's value is never shown."""
 
-    def __init__(self, key: str, raw: Any, fields: Iterable[str]) -> None:
+    def __init__(self, key: str, raw: Any, fields: Iterable[str], secrets: Iterable[str] = ()) -> None:
         self.key = key
         self.fields = tuple(fields)
+        self.secrets = frozenset(secrets)
+        """Fields holding credentials: never shown, and neither is a field the program does not know in an
+        object that may hold them (a misspelled credential, say)."""
         try:
             self.raw = as_object(raw)
         except ValueError as allowed:
-            raise ConfigError(key, raw, str(allowed)) from None
+            raise ConfigError(key, "[secret]" if self.secrets else raw, str(allowed)) from None
         unknown = sorted(set(self.raw) - set(self.fields))
         if unknown:
-            raise self.error(unknown[0], "unknown field; known fields are " + ", ".join(self.fields))
+            raise self.error(unknown[0], "unknown field; known fields are " + ", ".join(self.fields),
+                             secret=bool(self.secrets))
 
     def error(self, name: str, allowed: str, secret: bool = False) -> ConfigError:
         value = self.raw.get(name)
-        return ConfigError(f"{self.key}.{name}", "[secret]" if secret and value is not None else value, allowed)
+        hidden = secret or name in self.secrets
+        return ConfigError(f"{self.key}.{name}", "[secret]" if hidden and value is not None else value, allowed)
 
     def has(self, name: str) -> bool:
         return self.raw.get(name) not in (None, "")
@@ -248,6 +370,11 @@ class ObjectValue:
             raise self.error(name, why)
         return self._parse(name, parse, secret)
 
+    def check(self, condition: bool, name: str, allowed: str) -> None:
+        """A rule between fields: unless ``condition`` holds, a ConfigError naming ``key.name``."""
+        if not condition:
+            raise self.error(name, allowed)
+
     def _parse(self, name: str, parse: Callable[[Any], T], secret: bool) -> T:
         try:
             return parse(self.raw[name])
@@ -256,21 +383,12 @@ class ObjectValue:
 
 
 
-_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/=\s]*)-----END \1-----")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 # Go's time.ParseDuration, which Kubernetes' metav1.Duration fields use (no sign: only lengths of time).
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|μs|ms|s|m|h))+$")
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def dns_subdomain(raw: Any) -> str:
-    """The name of most Kubernetes objects (a Secret, an Issuer)."""
-    value = as_str(raw)
-    if not _DNS_SUBDOMAIN.match(value):
-        raise ValueError("a Kubernetes object name: lower-case letters, digits, '-' and '.', at most 253 characters")
-    return value
 
 
 def kind_name(raw: Any) -> str:
@@ -281,26 +399,25 @@ def kind_name(raw: Any) -> str:
 
 
 def pem_certificates(raw: Any) -> str:
-    """One or more PEM certificates (a CA, or a chain), and nothing else: never a private key."""
-    value = as_str(raw)
-    if "PRIVATE KEY" in value:
-        raise ValueError("holds a private key; give the CA's certificate only")
-    blocks = list(_PEM_BLOCK.finditer(value))
-    leftover = _PEM_BLOCK.sub("", value).strip()
-    if not blocks or leftover or any(block[1] != "CERTIFICATE" for block in blocks):
-        raise ValueError("one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+    """One or more PEM certificates (a CA and its intermediates), and never a private key; written as PEM
+    is, however the value was indented or wrapped in the stack file."""
+    value = as_str(raw).strip()
+    blocks = _PEM_BLOCK.findall(value)
+    if any("PRIVATE KEY" in label for label, _ in blocks) or "PRIVATE KEY" in value:
+        raise ValueError("this is a private key: give the CA's certificate (-----BEGIN CERTIFICATE-----) only")
+    try:
+        ders = [base64.b64decode("".join(body.split()), validate=True) for label, body in blocks
+                if label == "CERTIFICATE"]
+    except (binascii.Error, ValueError):
+        ders = []
+    if (not blocks or len(ders) != len(blocks) or not all(der[:1] == b"\x30" for der in ders)
+            or _PEM_BLOCK.sub("", value).strip()):
+        raise ValueError("PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
     certificates = []
-    for block in blocks:
-        try:
-            der = base64.b64decode("".join(block[2].split()), validate=True)
-        except binascii.Error:
-            raise ValueError("a PEM certificate whose body is not base64") from None
-        if not der.startswith(b"\x30"):
-            raise ValueError("a PEM certificate whose body is not a DER certificate")
+    for der in ders:
         body = base64.b64encode(der).decode()
         lines = [body[i:i + 64] for i in range(0, len(body), 64)]
         certificates.append("\n".join(["-----BEGIN CERTIFICATE-----", *lines, "-----END CERTIFICATE-----"]))
-    # As PEM is written: however the value was indented or wrapped in the stack file.
     return "\n".join(certificates) + "\n"
 
 

@@ -78,9 +78,13 @@ def secret_files(workload: Obj, container_spec: Obj) -> dict[str, tuple[str, str
                 {"secret": {"name": volume["secret"]["secretName"], **volume["secret"]}}
             ] if "secret" in volume else []
             for source in sources:
-                for item in source.get("secret", {}).get("items", []):
-                    if item["path"] == file:
-                        result[name.removesuffix("_FILE")] = ("secret", source["secret"]["name"], item["key"])
+                secret = source.get("secret")
+                if secret is None:
+                    continue
+                # Without items, every key of the Secret is a file of its own name.
+                paths = {item["path"]: item["key"] for item in secret.get("items", [])} or {file: file}
+                if file in paths:
+                    result[name.removesuffix("_FILE")] = ("secret", secret["name"], paths[file])
     return result
 
 

@@ -3,12 +3,16 @@
 CLI: ``python -m tests.render STACK_FILE OUT_DIR`` writes one YAML file per
 Kubernetes object (``<kind>-<name>.yaml``, or ``<kind>-<namespace>-<name>.yaml``
 when the short name would clash), ``outputs.json`` (stack outputs, secrets in
-plain text) and ``outputs.secrets.json`` (the keys of secret outputs).
+plain text) and ``outputs.secrets.json`` (the keys of secret outputs). Mapping
+keys are written sorted, so two renders of one stack differ only in generated
+keys, certificates, passwords and their checksums.
 Config reaches the program as under ``pulumi up``: Pulumi.yaml's declared
 defaults fill unset keys and declared types are enforced. A ``pulumi.RunError``
-from the program (e.g. bad config) or a type mismatch prints one line to stderr
-and exits 2 without writing anything; any other failure exits 1. Files already
-in OUT_DIR are overwritten by name, never deleted.
+from the program (e.g. bad config), a type mismatch, a stack file that is
+missing or not a stack file, or an OUT_DIR that is not empty or cannot be
+written prints one line to stderr and exits 2 without writing anything; any
+other failure exits 1. OUT_DIR must be new or empty: files of an earlier render
+would otherwise stay beside the new ones.
 
 Python API: ``render_stack(config)`` runs the program in a fresh interpreter
 (Pulumi's runtime state is process-global) and returns a ``Rendered``.
@@ -24,6 +28,7 @@ import logging
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +69,10 @@ class StackConfigError(Exception):
 
 class RenderFailure(Exception):
     """The program or the doubles failed in some other way; carries the child's stderr."""
+
+
+class InputError(Exception):
+    """The stack file or the output folder cannot be used; the message is the whole line shown."""
 
 
 @dataclass
@@ -126,7 +135,9 @@ def encode_config(
     }
     declared: dict[str, object] = {}
     if project_file is not None and project_file.exists():
-        declared = (yaml.safe_load(project_file.read_text()) or {}).get("config") or {}
+        project_document, _ = read_yaml(project_file)
+        if isinstance(project_document, dict):
+            declared = project_document.get("config") or {}
     for key, spec in declared.items():
         full_key = key if ":" in key else f"{project}:{key}"
         # A declaration is either {type, default, ...}, {value: ...} or a bare default.
@@ -147,18 +158,60 @@ def encode_config(
     return {key: _encode(value) for key, value in values.items()}
 
 
+def _describe(value: object) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def read_yaml(path: Path) -> tuple[object, yaml.Node | None]:
+    """A YAML file's content and its node tree (for line numbers); InputError names file and line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"error: {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"error: {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise InputError(f"error: {where}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"error: {path}: not valid YAML: {exc}") from None
+
+
+def _line_of(node: yaml.Node | None, key: str) -> int:
+    """Line of ``key``'s value in a top-level mapping node (1 when unknown)."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                return int(value_node.start_mark.line) + 1
+    return 1
+
+
 def load_stack_file(path: Path) -> tuple[dict[str, object], str, str]:
-    """Read ``Pulumi.<stack>.yaml``: (config, project, stack)."""
-    document = yaml.safe_load(path.read_text()) or {}
+    """Read ``Pulumi.<stack>.yaml``: (config, project, stack); InputError when it is not a stack file."""
+    document, node = read_yaml(path)
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise InputError(
+            f"error: {path}:1: a stack file is a mapping with a 'config:' key at the top, not {_describe(document)}"
+        )
     config = document.get("config") or {}
     if not isinstance(config, dict):
-        raise TypeError(f"{path}: 'config' must be a mapping")
+        raise InputError(
+            f"error: {path}:{_line_of(node, 'config')}: 'config' must map keys (portus:<key>) to values,"
+            f" not {_describe(config)}"
+        )
     project_file = path.parent / "Pulumi.yaml"
     project = "portus"
     if project_file.exists():
-        project = str(
-            (yaml.safe_load(project_file.read_text()) or {}).get("name") or project
-        )
+        declared, _ = read_yaml(project_file)
+        if isinstance(declared, dict) and declared.get("name"):
+            project = str(declared["name"])
     parts = path.name.split(".")
     stack = (
         parts[1]
@@ -399,23 +452,60 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> Any:
 _BlockDumper.add_representer(str, _represent_str)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """OUT_DIR must be a new or empty folder that can be written; else InputError.
+
+    A folder holding an earlier render is refused rather than emptied: objects the stack no longer
+    declares would otherwise stay beside the new ones, and emptying a mistyped path could delete anything.
+    """
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError(f"error: {out_dir}: not a folder")
+        if any(out_dir.iterdir()):
+            raise InputError(
+                f"error: {out_dir}: not empty; render into a new or empty folder"
+                " (files of an earlier render would stay beside the new ones)"
+            )
+        existing = out_dir
+    else:
+        existing = next(parent for parent in out_dir.parents if parent.exists())
+        if not existing.is_dir():
+            raise InputError(f"error: {out_dir}: cannot create it: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"error: {out_dir}: cannot write: permission denied on {existing}")
+
+
 def write_rendered(
     objects: Sequence[Mapping[str, JSON]],
     outputs: Mapping[str, JSON],
     secret_outputs: Sequence[str],
     out_dir: Path,
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for obj, filename in zip(objects, object_filenames(objects), strict=True):
-        (out_dir / filename).write_text(
-            yaml.dump(dict(obj), Dumper=_BlockDumper, sort_keys=False)
+    """One YAML file per object (keys sorted, so renders compare line by line) and the outputs.
+
+    InputError when the folder cannot be written; a folder this call created is removed again."""
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for obj, filename in zip(objects, object_filenames(objects), strict=True):
+            (out_dir / filename).write_text(
+                yaml.dump(dict(obj), Dumper=_BlockDumper, sort_keys=True)
+            )
+        (out_dir / "outputs.json").write_text(
+            json.dumps(outputs, indent=2, sort_keys=True) + "\n"
         )
-    (out_dir / "outputs.json").write_text(
-        json.dumps(outputs, indent=2, sort_keys=True) + "\n"
-    )
-    (out_dir / "outputs.secrets.json").write_text(
-        json.dumps(sorted(secret_outputs), indent=2) + "\n"
-    )
+        (out_dir / "outputs.secrets.json").write_text(
+            json.dumps(sorted(secret_outputs), indent=2) + "\n"
+        )
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise InputError(f"error: {out_dir}: cannot write: {exc.strerror or exc}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(argv: Sequence[str]) -> int:
@@ -425,31 +515,27 @@ def main(argv: Sequence[str]) -> int:
         prog="python -m tests.render", description=__doc__.splitlines()[0]
     )
     parser.add_argument("stack_file", type=Path, help="a Pulumi.<stack>.yaml file")
-    parser.add_argument("out_dir", type=Path, help="directory for the rendered files")
+    parser.add_argument("out_dir", type=Path, help="a new or empty folder for the rendered files")
     parser.add_argument(
         "--program-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
-    out_dir = args.out_dir.resolve()
+    out_dir = args.out_dir.absolute()
     program_dir = args.program_dir.resolve()
-    config, project, stack = load_stack_file(args.stack_file.resolve())
     try:
+        config, project, stack = load_stack_file(args.stack_file)
+        check_out_dir(out_dir)
         encoded = encode_config(config, project, stack, program_dir / "Pulumi.yaml")
         result = run_program(encoded, project, stack, program_dir)
-    except (pulumi.RunError, StackConfigError) as exc:
-        print(
-            str(exc).strip().splitlines()[0]
-            if str(exc).strip()
-            else type(exc).__name__,
-            file=sys.stderr,
+        write_rendered(
+            kubernetes_objects(result.resources),
+            result.outputs,
+            result.secret_outputs,
+            out_dir,
         )
+    except (pulumi.RunError, StackConfigError, InputError) as exc:
+        print(_first_line(exc), file=sys.stderr)
         return EXIT_RUN_ERROR
-    write_rendered(
-        kubernetes_objects(result.resources),
-        result.outputs,
-        result.secret_outputs,
-        out_dir,
-    )
     return 0
 
 

@@ -11,12 +11,13 @@ import pytest
 import yaml
 
 from components import network
-from tests.conftest import stack_config
+from tests.conftest import CONFIG_SECRETS, SETTINGS_SECRETS, stack_config
 from tests.objects import (
     Obj,
     all_containers,
     container,
     get,
+    mount_of,
     named_prefix,
     pod_spec,
     pod_template,
@@ -34,7 +35,7 @@ def workloads(rendered: Rendered) -> Iterator[Obj]:
         yield from rendered.objects_of(kind)
 
 
-@pytest.fixture(params=["dev", "prod", "node_port"])
+@pytest.fixture(params=["dev", "prod", "node_port", "integrations", "scale"])
 def stack(request: pytest.FixtureRequest) -> Rendered:
     rendered: Rendered = request.getfixturevalue(request.param)
     return rendered
@@ -66,7 +67,8 @@ def test_every_container_is_restricted_non_root_with_a_read_only_root(stack: Ren
 def test_each_long_running_workload_has_its_own_service_account(stack: Rendered) -> None:
     accounts = {o["metadata"]["name"]: o for o in stack.objects_of("ServiceAccount")}
     used = [pod_spec(w)["serviceAccountName"] for w in workloads(stack) if w["kind"] != "Job"]
-    assert len(set(used)) >= 4
+    # proxy, registry, Portus (web and background share one), and MariaDB when it runs in the namespace.
+    assert len(set(used)) >= 3 + len(stack.objects_of("StatefulSet"))
     for name in used:
         assert accounts[name]["automountServiceAccountToken"] is False
     for workload in (get(stack, "Deployment", n) for n in ("proxy", "registry")):
@@ -105,7 +107,8 @@ def test_probes_match_each_program(stack: Rendered) -> None:
     assert registry["readinessProbe"]["httpGet"]["path"] == "/debug/health"  # /v2/ answers 401
     proxy = container(get(stack, "Deployment", "proxy"), "nginx")
     assert proxy["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    assert "startupProbe" in container(get(stack, "StatefulSet", "mariadb"))
+    for database in stack.objects_of("StatefulSet"):
+        assert "startupProbe" in container(database)
 
 
 def test_rollouts_suit_the_volumes_and_replicas(prod: Rendered) -> None:
@@ -166,9 +169,13 @@ def _policy_allows(rendered: Rendered, source: Mapping[str, str] | None, target:
 def test_network_policies_deny_by_default_and_allow_only_the_platform_flows(stack: Rendered) -> None:
     default_deny = get(stack, "NetworkPolicy", "default-deny")["spec"]
     assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    for flow in network.FLOWS:
+    in_cluster_database = bool(stack.objects_of("StatefulSet"))
+    clients = [network.Flow(client, "database", 3306) for client in network.DATABASE_CLIENTS]
+    for flow in [*network.FLOWS, *(clients if in_cluster_database else [])]:
         assert isinstance(flow.source, str) and isinstance(flow.target, str)
         assert _policy_allows(stack, network.PEERS[flow.source], network.PEERS[flow.target], flow.port), flow
+    for client in network.DATABASE_CLIENTS:
+        assert _policy_allows(stack, network.PEERS[client], network.PEERS["database"], 3306) is in_cluster_database
     # Nothing the flows leave out: the proxy never reaches the database, the registry never the proxy.
     assert not _policy_allows(stack, network.PEERS["proxy"], network.PEERS["database"], 3306)
     assert not _policy_allows(stack, network.PEERS["registry"], network.PEERS["proxy"], 8443)
@@ -246,7 +253,8 @@ def test_upgrades_and_tuning_never_replace_volumes_keys_or_passwords(
 
 
 def _generated_secrets(rendered: Rendered) -> list[str]:
-    values = []
+    """Every secret the stack holds: generated ones, and the credentials its config gives Portus."""
+    values: list[object] = [*SETTINGS_SECRETS.values(), *CONFIG_SECRETS.values()]
     for record in rendered.resources:
         if record.type in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             values.append(record.outputs["result"])
@@ -268,14 +276,22 @@ def _places_secrets_must_not_be(rendered: Rendered) -> Iterator[tuple[str, str]]
     for key, value in rendered.outputs.items():
         if key not in rendered.secret_outputs:
             yield f"output {key}", json.dumps(value)
+    # Resource IDs are never encrypted in state (pulumi/pulumi#2717).
+    for record in rendered.resources:
+        yield f"ID of {record.type} {record.name}", str(record.id)
 
 
-def test_generated_secrets_reach_kubernetes_only_through_secrets(stack: Rendered) -> None:
+@pytest.mark.parametrize("name", ["dev", "prod", "node_port", "integrations", "config_secrets"])
+def test_secrets_reach_kubernetes_only_through_secrets(name: str, request: pytest.FixtureRequest) -> None:
+    stack: Rendered = request.getfixturevalue(name)
     secrets = _generated_secrets(stack)
-    assert len(secrets) >= 10
+    assert len(secrets) >= 8
+    if name == "config_secrets":
+        in_secrets = "".join(json.dumps(o.get("stringData", {})) for o in stack.objects_of("Secret"))
+        assert all(secret in in_secrets for secret in CONFIG_SECRETS.values())
     for place, text in _places_secrets_must_not_be(stack):
         for secret in secrets:
-            assert secret not in text, f"a generated secret appears in {place}"
+            assert secret not in text, f"a secret appears in {place}"
     for workload in workloads(stack):
         for spec in all_containers(workload):
             files = secret_files(workload, spec)
@@ -301,6 +317,54 @@ def test_no_portus_container_takes_a_secret_through_its_environment(stack: Rende
 
 def container_images(workload: Obj) -> set[str]:
     return {spec["image"] for spec in all_containers(workload)}
+
+
+# Workload -> (its pod's UID, the UID that wrote its kept volume in earlier releases, or None)
+HIGH_UIDS = {"proxy": (10101, None), "registry": (11000, 1000), "mariadb": (10999, 999)}
+
+
+def test_registry_proxy_and_database_run_as_high_uids_that_own_their_volumes(stack: Rendered) -> None:
+    for name, (uid, previous) in HIGH_UIDS.items():
+        workload = next((w for w in workloads(stack) if w["metadata"]["name"] == name), None)
+        if workload is None:  # an external database: no MariaDB
+            continue
+        security = pod_spec(workload)["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (uid, uid, uid), name
+        assert security["fsGroupChangePolicy"] == "OnRootMismatch"
+        for spec in all_containers(workload):
+            # Only the init container that hands an earlier release's files over runs as another user.
+            expected = previous if spec["name"] == "file-ownership" else uid
+            assert spec["securityContext"].get("runAsUser", uid) == expected, (name, spec["name"])
+        handover = [c for c in all_containers(workload) if c["name"] == "file-ownership"]
+        # Object storage leaves the registry no volume of an earlier release's files to hand over.
+        holds_data = bool(workload["spec"].get("volumeClaimTemplates")) or any(
+            "persistentVolumeClaim" in volume for volume in pod_spec(workload)["volumes"])
+        if previous is None or not holds_data:
+            assert handover == [], name
+            continue
+        (init,) = handover
+        data = init["volumeMounts"][0]["mountPath"]
+        assert init["command"] == [
+            "find", data, "(", "-type", "d", "!", "-user", str(previous), "!", "-path", data, ")", "-prune", "-o",
+            "-user", str(previous), "!", "-type", "l",
+            "(", "!", "-group", str(uid), "-o", "!", "-perm", "-060", "-o", "-type", "d", "!", "-perm", "-010", ")",
+            "-exec", "chgrp", str(uid), "{}", "+", "-exec", "chmod", "g+rwX", "{}", "+",
+        ]
+        assert init is pod_spec(workload)["initContainers"][0], "the handover must run before anything uses the data"
+        assert data in {m["mountPath"] for m in container(workload)["volumeMounts"]}
+
+
+def test_database_takes_its_passwords_as_files(stack: Rendered) -> None:
+    for statefulset in stack.objects_of("StatefulSet"):  # none with an external database
+        for spec in all_containers(statefulset):
+            assert all("valueFrom" not in item for item in spec.get("env", [])), spec["name"]
+        server = {e["name"]: e.get("value") for e in container(statefulset)["env"]}
+        credentials = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "credentials")["secret"]
+        assert credentials["defaultMode"] == 0o440  # the pod's group (fsGroup) reads them, nobody else
+        mounted = mount_of(statefulset, container(statefulset), "Secret", credentials["secretName"])
+        assert server["MARIADB_ROOT_PASSWORD_FILE"] == f"{mounted}/root-password"
+        assert server["MARIADB_PASSWORD_FILE"] == f"{mounted}/password"
+        assert {"MARIADB_ROOT_PASSWORD", "MARIADB_PASSWORD"}.isdisjoint(server)
 
 
 def test_secret_outputs_stay_secret_in_state(stack: Rendered) -> None:
@@ -348,3 +412,17 @@ def test_portus_waits_for_its_database_and_registry_but_its_service_does_not(pro
     # nginx resolves the upstream names when it starts: the Services exist from the beginning.
     for service in ("portus-svc", "registry-svc"):
         assert by_name["Service", service].options["dependencies"] == [by_name["Namespace", "namespace"].options["urn"]]
+
+
+def test_nginx_starts_one_worker_per_cpu_of_its_limit(dev: Rendered, prod: Rendered,
+                                                      render: Callable[[Mapping[str, object]], Rendered]) -> None:
+    # `auto` would count the node's CPUs, whatever the container's limit.
+    def workers(rendered: Rendered) -> str:
+        conf = get(rendered, "ConfigMap", "proxy-config")["data"]["nginx.conf"]
+        return conf.split("worker_processes ", 1)[1].split(";", 1)[0]
+
+    limits = {name: container(get(r, "Deployment", "proxy"), "nginx")["resources"]["limits"]["cpu"]
+              for name, r in (("dev", dev), ("prod", prod))}
+    assert (limits, workers(dev), workers(prod)) == ({"dev": "2", "prod": "4"}, "2", "4")
+    fractional = render({**stack_config("dev"), "portus:resources": {"proxy": {"limits": {"cpu": "1500m"}}}})
+    assert workers(fractional) == "2"

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from components.validation import ip_address
 from tests.conftest import MINIMAL_CONFIG
 from tests.objects import (
     all_containers,
@@ -30,7 +31,7 @@ from tests.objects import (
 from tests.render import Rendered
 from tests.schema import validate_objects
 
-STACKS = ("dev", "prod", "node_port", "load_balancer")
+STACKS = ("dev", "prod", "node_port", "load_balancer", "ip_host", "integrations")
 
 
 @pytest.fixture(params=STACKS)
@@ -44,9 +45,12 @@ def service_names(service: str, namespace: str) -> set[str]:
 
 
 def sans(pem: str) -> set[str]:
+    """DNS names and IP addresses (as text) a certificate is valid for."""
     cert = x509.load_pem_x509_certificate(pem.encode())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return set(names.get_values_for_type(x509.DNSName))
+    return set(names.get_values_for_type(x509.DNSName)) | {
+        str(address) for address in names.get_values_for_type(x509.IPAddress)
+    }
 
 
 def namespace_of(rendered: Rendered) -> str:
@@ -195,10 +199,16 @@ def test_public_names_resolve_to_the_proxy_inside_portus_pods(stack: Rendered) -
     services = [r for r in stack.resources if r.type == "kubernetes:core/v1:Service"]
     public = urlsplit(f"https://{stack.outputs['registryHost']}")
     portal = urlsplit(stack.outputs["portalUrl"])
+    names = [h for h in dict.fromkeys([portal.hostname, public.hostname]) if h and not ip_address(h)]
     for workload in [get(stack, "Deployment", "portus"), get(stack, "Deployment", "portus-background"),
                      *stack.objects_of("Job")]:
-        (alias,) = pod_spec(workload)["hostAliases"]
-        assert alias["hostnames"] == list(dict.fromkeys([portal.hostname, public.hostname]))
+        aliases = pod_spec(workload).get("hostAliases", [])
+        if not names:
+            # An IP address needs no alias: it is reached as clients reach it.
+            assert aliases == []
+            continue
+        (alias,) = aliases
+        assert alias["hostnames"] == names
         (service,) = [r.outputs for r in services if r.outputs["spec"].get("clusterIP") == alias["ip"]]
         # An address the cluster gives at once: the provider waits for a LoadBalancer's external one.
         assert service["spec"].get("type", "ClusterIP") in ("ClusterIP", "NodePort")
@@ -214,6 +224,26 @@ def test_node_port_exposure_uses_the_same_port_inside_and_outside(node_port: Ren
     assert node_port.outputs["registryHost"] == "portus.example.com:31443"
     assert registry_config(node_port)["auth"]["token"]["realm"] == "https://portus.example.com:31443/v2/token"
     assert node_port.objects_of("Ingress") == []
+
+
+def test_an_ip_address_is_the_public_host_of_a_cluster_without_dns(ip_host: Rendered) -> None:
+    assert ip_host.outputs["registryHost"] == "192.168.1.10:30443"
+    assert ip_host.outputs["portalUrl"] == "https://192.168.1.10:30443"
+    token = registry_config(ip_host)["auth"]["token"]
+    assert (token["realm"], token["service"], token["issuer"]) == (
+        "https://192.168.1.10:30443/v2/token", "192.168.1.10:30443", "192.168.1.10",
+    )
+    edge = x509.load_pem_x509_certificate(secret_data(get(ip_host, "Secret", "proxy-tls"))["tls.crt"].encode())
+    alt_names = edge.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # Clients check an address against IP SANs only: as a DNS name it would not count.
+    assert [str(a) for a in alt_names.get_values_for_type(x509.IPAddress)] == ["192.168.1.10"]
+    assert "192.168.1.10" not in alt_names.get_values_for_type(x509.DNSName)
+    assert "hostAliases" not in pod_spec(get(ip_host, "Deployment", "portus"))
+    # Portus follows the realm to the node address: its egress allows exactly that address and port.
+    realm = {"to": [{"ipBlock": {"cidr": "192.168.1.10/32"}}], "ports": [{"protocol": "TCP", "port": 30443}]}
+    for workload in ("portus", "background"):
+        assert realm in get(ip_host, "NetworkPolicy", f"allow-{workload}")["spec"]["egress"], workload
+    assert ip_host.outputs["caInstallPaths"]["docker"] == "/etc/docker/certs.d/192.168.1.10:30443/ca.crt"
 
 
 def test_load_balancer_exposure(load_balancer: Rendered) -> None:
@@ -284,7 +314,9 @@ def test_database_uses_utf8_and_a_dedicated_user(stack: Rendered) -> None:
     database_env, portus_env = env(mariadb), env(container(portus))
     assert portus_env["PORTUS_DB_USERNAME"] == database_env["MARIADB_USER"] != "root"
     assert portus_env["PORTUS_DB_DATABASE"] == database_env["MARIADB_DATABASE"]
-    assert secret_files(portus, container(portus))["PORTUS_DB_PASSWORD"] == database_env["MARIADB_PASSWORD"]
+    statefulset = get(stack, "StatefulSet", "mariadb")
+    portus_password = secret_files(portus, container(portus))["PORTUS_DB_PASSWORD"]
+    assert secret_files(statefulset, mariadb)["MARIADB_PASSWORD"] == portus_password
     assert portus_env["PORTUS_DB_HOST"] == f"mariadb.{namespace_of(stack)}.svc.cluster.local"
 
 
@@ -328,10 +360,11 @@ def test_database_reapplies_the_generated_password_to_a_kept_volume(stack: Rende
     init = next(c for c in pod_spec(statefulset)["initContainers"] if c["name"] == "credentials")
     mariadb = container(statefulset)
     init_file = next(a.split("=", 1)[1] for a in mariadb["args"] if a.startswith("--init-file="))
-    assert f"ALTER USER IF EXISTS '{env(mariadb)['MARIADB_USER']}'@'%' IDENTIFIED BY '$MARIADB_PASSWORD'" in (
-        init["command"][-1]
-    )
-    assert init["command"][-1].endswith(f"> {init_file}")
-    assert env(init)["MARIADB_PASSWORD"] == env(mariadb)["MARIADB_PASSWORD"]
+    script = init["command"][-1]
+    assert f"password=$(cat {env(mariadb)['MARIADB_PASSWORD_FILE']});" in script
+    assert f"ALTER USER IF EXISTS '{env(mariadb)['MARIADB_USER']}'@'%' IDENTIFIED BY '$password'" in script
+    assert script.startswith("set -e;") and script.endswith(f"> {init_file}")
+    credentials = next(m for m in mariadb["volumeMounts"] if m["name"] == "credentials")
+    assert credentials in init["volumeMounts"]
     volume = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "init")
     assert volume["emptyDir"]["medium"] == "Memory"

@@ -1,5 +1,8 @@
 """MariaDB for Portus: a one-replica StatefulSet whose claim outlives the StatefulSet, a headless
-Service and generated credentials (root, and a dedicated ``portus`` user that owns only its database)."""
+Service and generated credentials (root, and a dedicated ``portus`` user that owns only its database).
+
+``DatabaseConnection`` is what Portus needs to reach its database, this one or an external one
+(``endpoint.py`` has both variants)."""
 
 from __future__ import annotations
 
@@ -18,10 +21,23 @@ PORT = 3306
 DATABASE = "portus_production"
 USER = "portus"
 PASSWORD_KEY = "password"
+ROOT_PASSWORD_KEY = "root-password"
 DATA_DIR = "/var/lib/mysql"
 INIT_DIR = "/run/mysqld-init"
-# The official image's `mysql` account: its entrypoint runs unchanged when started as that user.
-RUN_AS = kube.RunAs(user=999, group=999)
+# The credentials Secret as files: the image's entrypoint reads MARIADB_*_PASSWORD_FILE (its `file_env`),
+# so no password sits in the container's environment as Kubernetes sets it.
+SECRETS_DIR = "/run/secrets/mariadb"
+# A high UID of no account on the node. The image's entrypoint runs unchanged under any non-root UID:
+# it skips its chown and `gosu` steps and initialises or starts the server as that user; everything it
+# writes is on the data volume, /run/mysqld and /tmp.
+RUN_AS = kube.RunAs(user=10999, group=10999)
+# Earlier releases ran as the image's `mysql` account; a kept volume still holds its files.
+PREVIOUS_RUN_AS = kube.RunAs(user=999, group=999)
+
+
+def password_file(key: str) -> str:
+    """Where a key of the credentials Secret is, in any container that mounts it at SECRETS_DIR."""
+    return f"{SECRETS_DIR}/{key}"
 
 
 def generated_password(name: str, length: int, parent: pulumi.Resource) -> random.RandomPassword:
@@ -33,6 +49,21 @@ def generated_password(name: str, length: int, parent: pulumi.Resource) -> rando
         name, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1,
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """Portus's connection settings (its ``config/database.yml`` reads them from ``PORTUS_DB_*``)."""
+
+    adapter: str
+    """``mysql2`` or ``postgresql``: the two adapters Portus 2.4.3 bundles."""
+    host: str
+    port: int
+    database: str
+    user: str
+    password_secret: pulumi.Input[str]
+    """Secret holding the user's password under ``password_key``."""
+    password_key: str = PASSWORD_KEY
 
 
 @dataclass
@@ -64,7 +95,7 @@ class Database(pulumi.ComponentResource):
             f"{name}-credentials",
             metadata=kube.metadata(f"{NAME}-credentials", args.namespace, COMPONENT),
             type="Opaque",
-            string_data={"root-password": root_password.result, PASSWORD_KEY: user_password.result},
+            string_data={ROOT_PASSWORD_KEY: root_password.result, PASSWORD_KEY: user_password.result},
             opts=child,
         )
 
@@ -74,6 +105,8 @@ class Database(pulumi.ComponentResource):
             child, headless=True,
         )
 
+        data_mount = k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)
+        credentials_mount = k8s.core.v1.VolumeMountArgs(name="credentials", mount_path=SECRETS_DIR, read_only=True)
         container = k8s.core.v1.ContainerArgs(
             name=NAME,
             image=args.image,
@@ -83,16 +116,18 @@ class Database(pulumi.ComponentResource):
                 f"--init-file={INIT_DIR}/init.sql",
             ],
             ports=[k8s.core.v1.ContainerPortArgs(name="mysql", container_port=PORT)],
-            env=[
-                kube.secret_env("MARIADB_ROOT_PASSWORD", credentials.metadata.name, "root-password"),
-                kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY),
-                *kube.env({"MARIADB_DATABASE": DATABASE, "MARIADB_USER": USER}),
-            ],
+            env=kube.env({
+                "MARIADB_ROOT_PASSWORD_FILE": password_file(ROOT_PASSWORD_KEY),
+                "MARIADB_PASSWORD_FILE": password_file(PASSWORD_KEY),
+                "MARIADB_DATABASE": DATABASE,
+                "MARIADB_USER": USER,
+            }),
             volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
+                data_mount,
                 k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/mysqld"),
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                 k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR, read_only=True),
+                credentials_mount,
             ],
             # The first start initialises the data directory with networking off: give it time.
             startup_probe=k8s.core.v1.ProbeArgs(
@@ -116,17 +151,17 @@ class Database(pulumi.ComponentResource):
         # MariaDB applies MARIADB_PASSWORD only to an empty data directory. A kept volume adopted by a
         # new stack (new generated passwords) would lock Portus out, so every start re-applies the
         # Secret's password to the existing user (a no-op on first start, before the user exists).
-        # The file lives in memory; the password is letters and digits only, so it needs no quoting.
+        # The file lives in memory; the password is letters and digits only, so it needs no quoting. A
+        # missing or empty password file fails the pod rather than setting an empty password.
         credentials_init = kube.init_container(
             "credentials",
             args.image,
             [
                 "sh", "-c",
-                f"echo \"ALTER USER IF EXISTS '{USER}'@'%' IDENTIFIED BY '$MARIADB_PASSWORD';\""
-                f" > {INIT_DIR}/init.sql",
+                f"set -e; password=$(cat {password_file(PASSWORD_KEY)}); [ -n \"$password\" ];"
+                f" echo \"ALTER USER IF EXISTS '{USER}'@'%' IDENTIFIED BY '$password';\" > {INIT_DIR}/init.sql",
             ],
-            [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR)],
-            env=[kube.secret_env("MARIADB_PASSWORD", credentials.metadata.name, PASSWORD_KEY)],
+            [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR), credentials_mount],
         )
         k8s.apps.v1.StatefulSet(
             name,
@@ -153,8 +188,12 @@ class Database(pulumi.ComponentResource):
                             kube.empty_dir("run", "16Mi"),
                             kube.empty_dir("tmp", "1Gi"),
                             kube.empty_dir("init", "1Mi", medium="Memory"),
+                            kube.secret_volume("credentials", credentials.metadata.name),
                         ],
-                        init_containers=[credentials_init],
+                        init_containers=[
+                            kube.ownership_handover(args.image, data_mount, PREVIOUS_RUN_AS, RUN_AS),
+                            credentials_init,
+                        ],
                         termination_grace_period_seconds=60,
                     ),
                 ),

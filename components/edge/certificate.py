@@ -35,8 +35,9 @@ TYPE = "portus:edge:EdgeCertificate"
 # The proxy's certificate from the platform CA (and, with selfSigned, the edge certificate itself). The
 # name it always had: earlier versions declared it in the proxy's component.
 PLATFORM_SECRET = "proxy-tls"
-# The chain clients of the edge must trust, as `ca.crt` (empty when a public CA signs the edge): Portus's
-# pods add it to the system roots, since they reach the public token realm through the edge.
+# What Portus's pods must trust for the edge beyond the platform CA, which is in their bundle already, as
+# `ca.crt`: empty when the platform CA or a public CA signs the edge. They reach the public token realm
+# through the edge.
 EDGE_TRUST = "portus-edge-trust"
 EDGE_TRUST_FILE = "ca.crt"
 CERTIFICATE_NAME = "edge"
@@ -228,7 +229,9 @@ class EdgeCertificate(pulumi.ComponentResource):
 
     tls: EdgeTls
     edge_trust: pulumi.Output[str]
-    """The ConfigMap with the chain clients must trust as ``ca.crt``."""
+    """The ConfigMap with what Portus must trust for the edge besides the platform CA, as ``ca.crt``."""
+    edge_trust_pem: pulumi.Input[str]
+    """Its content."""
     platform_secret: pulumi.Output[str]
 
     def __init__(self, name: str, source: EdgeCertificateSource, args: EdgeCertificateArgs,
@@ -241,10 +244,11 @@ class EdgeCertificate(pulumi.ComponentResource):
         )
         self.platform_secret = platform.metadata.name
         self.tls = source.declare(name, args, self.platform_secret, self)
+        self.edge_trust_pem = "" if source.platform_signed else self.tls.client_trust or ""
         trust = k8s.core.v1.ConfigMap(
             f"{name}-trust",
             metadata=kube.metadata(EDGE_TRUST, args.namespace, COMPONENT),
-            data={EDGE_TRUST_FILE: self.tls.client_trust or ""},
+            data={EDGE_TRUST_FILE: self.edge_trust_pem},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.edge_trust = trust.metadata.name

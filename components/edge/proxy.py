@@ -28,8 +28,9 @@ COMPONENT = "proxy"
 TYPE = "portus:proxy:Proxy"
 CONFIG_DIR = "/etc/nginx/conf"
 CONFIG_FILE = f"{CONFIG_DIR}/nginx.conf"
-# The nginx-unprivileged image's `nginx` account.
-RUN_AS = kube.RunAs(user=101, group=101)
+# A high UID of no account on the node. nginx-unprivileged runs under any UID: with this nginx.conf every
+# file it writes (pid, temp paths) is under the runtime emptyDir, and it logs to stdout and stderr.
+RUN_AS = kube.RunAs(user=10101, group=10101)
 EXPORTER_PORT = 9113
 EXPORTER_PORT_NAME = "metrics"
 EXPORTER_RESOURCES = kube.ResourceSpec("10m", "16Mi", "100m", "64Mi")
@@ -129,14 +130,7 @@ class Proxy(pulumi.ComponentResource):
                 termination_grace_period_seconds=GRACE_SECONDS,
                 # The reloader signals the nginx master of the container beside it.
                 share_process_namespace=True,
-                topology_spread_constraints=[
-                    k8s.core.v1.TopologySpreadConstraintArgs(
-                        max_skew=1,
-                        topology_key="kubernetes.io/hostname",
-                        when_unsatisfiable="ScheduleAnyway",
-                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
-                    )
-                ],
+                topology_spread_constraints=kube.spread_over_nodes(NAME),
             ),
             # No checksum of the certificates: a changed certificate reaches nginx by a reload, not a roll.
             {"checksum/config": kube.checksum(nginx_conf)},

@@ -13,23 +13,33 @@ secrets read from files as ``/init`` reads them), and the migration Job runs the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.database import PASSWORD_KEY, generated_password
+from components.database import DatabaseConnection, generated_password
 from components.pki import ServerCertificate
 from components.portus import tasks
 from components.portus.runtime import (
     APP_DIR,
     CA_BUNDLE_DIR,
+    CA_BUNDLE_FILE,
+    EXTRA_TRUST_VOLUME,
     TOKEN_KEY_FILE,
     PortusRuntime,
     PortusSecret,
+    database_password,
+    database_settings,
     trust_bundle_init,
 )
 from components.portus.tasks import BOOTSTRAP_SCRIPT, RegistryRecord
+from components.validation import ip_address
+
+if TYPE_CHECKING:
+    # Only for the annotation: the settings module imports the network flows, which import this package.
+    from components.portus.settings import PortusSettings, SettingsAttachment
 
 NAME = "portus"
 BACKGROUND_NAME = "portus-background"
@@ -67,19 +77,6 @@ CATALOG_SYNC: dict[str, dict[str, str]] = {
 
 
 @dataclass
-class DatabaseConnection:
-    host: str
-    port: int
-    database: str
-    user: str
-    credentials_secret: pulumi.Input[str]
-    """Secret whose ``password`` key is the user's password."""
-
-    def secrets(self) -> list[PortusSecret]:
-        return [PortusSecret("PORTUS_DB_PASSWORD", self.credentials_secret, PASSWORD_KEY)]
-
-
-@dataclass
 class PortusArgs:
     namespace: pulumi.Input[str]
     image: str
@@ -90,8 +87,8 @@ class PortusArgs:
     """``PORTUS_MACHINE_FQDN_VALUE``: the public name and the ``iss`` of the tokens Portus signs."""
     public_hosts: list[str]
     proxy_cluster_ip: pulumi.Input[str] | None
-    """The public names resolve to the proxy inside Portus's pods, so the token realm works there too;
-    None leaves their resolution to the cluster's DNS."""
+    """The public DNS names resolve to the proxy inside Portus's pods, so the token realm works there too
+    (a public IP address is reached as clients reach it); None leaves their resolution to the cluster's DNS."""
     log_level: str
     signup_enabled: bool
     catalog_sync: str
@@ -107,6 +104,8 @@ class PortusArgs:
     registry: RegistryRecord
     admin_username: str
     admin_email: str
+    settings: PortusSettings
+    """LDAP, sign-in providers, e-mail, tag retention and permissions: env, credentials and extra trust."""
     wait_for: list[pulumi.Resource] = field(default_factory=list)
     """What must be ready before the database migration, and so before any Portus pod, starts. The
     Service is not held back: the proxy resolves its name when it starts."""
@@ -148,7 +147,8 @@ class Portus(pulumi.ComponentResource):
             [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
             child,
         )
-        runtime = self._runtime(name, args, secrets.metadata.name)
+        settings = args.settings.attach(name, NAME, args.namespace, COMPONENT, self)
+        runtime = self._runtime(name, args, secrets.metadata.name, settings)
 
         def task(job: tasks.TaskJob) -> k8s.batch.v1.Job:
             return tasks.task_job(name, NAME, args.namespace, runtime, args.background_resources, job, self)
@@ -161,6 +161,8 @@ class Portus(pulumi.ComponentResource):
             ),
             "checksum/trust": kube.checksum(args.edge_trust_pem),
         }
+        if settings.secrets or settings.trust_config_map:
+            pod_annotations["checksum/settings"] = settings.checksum
         web = kube.deployment(
             name, NAME, args.namespace, COMPONENT, version, args.replicas,
             runtime.pod_spec(
@@ -206,7 +208,8 @@ class Portus(pulumi.ComponentResource):
         ))
         self.register_outputs({"serviceName": self.service.metadata.name})
 
-    def _runtime(self, name: str, args: PortusArgs, secrets: pulumi.Input[str]) -> PortusRuntime:
+    def _runtime(self, name: str, args: PortusArgs, secrets: pulumi.Input[str],
+                 settings: SettingsAttachment) -> PortusRuntime:
         env = [
             *kube.env({
                 # What /init exports before it starts anything.
@@ -215,12 +218,7 @@ class Portus(pulumi.ComponentResource):
                 "CCONFIG_PREFIX": "PORTUS",
                 "HOME": "/tmp",
                 "PORTUS_MACHINE_FQDN_VALUE": args.fqdn,
-                "PORTUS_DB_ADAPTER": "mysql2",
-                "PORTUS_DB_HOST": args.database.host,
-                "PORTUS_DB_PORT": str(args.database.port),
-                "PORTUS_DB_DATABASE": args.database.database,
-                "PORTUS_DB_USERNAME": args.database.user,
-                "PORTUS_DB_POOL": "5",
+                **database_settings(args.database),
                 "PORTUS_KEY_PATH": TOKEN_KEY_FILE,
                 "PORTUS_LOG_LEVEL": args.log_level,
                 "PORTUS_SIGNUP_ENABLED": str(args.signup_enabled).lower(),
@@ -229,10 +227,17 @@ class Portus(pulumi.ComponentResource):
                 "PORTUS_ANONYMOUS_BROWSING_ENABLED": "false",
                 "PORTUS_DELETE_ENABLED": "true",
                 "PORTUS_CHECK_SSL_USAGE_ENABLED": "true",
-                # Ruby's OpenSSL reads this bundle: the system roots plus the platform CA.
-                "SSL_CERT_FILE": f"{CA_BUNDLE_DIR}/ca-bundle.pem",
+                # Ruby's OpenSSL reads this bundle: the system roots, the platform CA and the settings' CAs.
+                "SSL_CERT_FILE": CA_BUNDLE_FILE,
             }),
+            *settings.env,
         ]
+        # Public DNS names resolve to the proxy inside the pod; an IP address is used as it is.
+        aliased = [host for host in args.public_hosts if not ip_address(host)]
+        extra_trust = (
+            [kube.config_map_volume(EXTRA_TRUST_VOLUME, settings.trust_config_map)] if settings.trust_config_map
+            else []
+        )
         return PortusRuntime(
             image=args.image,
             account=kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT,
@@ -252,19 +257,21 @@ class Portus(pulumi.ComponentResource):
                 ),
                 kube.config_map_volume("trust", args.trust_bundle),
                 kube.config_map_volume("edge-trust", args.edge_trust),
+                *extra_trust,
                 kube.empty_dir("ca-bundle", "8Mi"),
                 kube.empty_dir("app-tmp", "512Mi"),
                 kube.empty_dir("app-log", "256Mi"),
                 kube.empty_dir("tmp", "256Mi"),
             ],
-            init_containers=[trust_bundle_init(args.image)],
+            init_containers=[trust_bundle_init(args.image, extra_trust=bool(extra_trust))],
             secrets=[
-                *args.database.secrets(),
+                database_password(args.database),
                 PortusSecret("PORTUS_SECRET_KEY_BASE", secrets, SECRET_KEY_BASE_KEY),
                 PortusSecret("PORTUS_PASSWORD", secrets, PORTUS_PASSWORD_KEY),
+                *settings.secrets,
             ],
-            host_aliases=[] if args.proxy_cluster_ip is None else [
-                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=args.public_hosts),
+            host_aliases=[] if args.proxy_cluster_ip is None or not aliased else [
+                k8s.core.v1.HostAliasArgs(ip=args.proxy_cluster_ip, hostnames=aliased),
             ],
         )
 

@@ -32,6 +32,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.database import DatabaseConnection
 
 APP_DIR = "/srv/Portus"
 TOKEN_KEY_FILE = "/etc/portus/token/token.key"
@@ -39,6 +40,11 @@ TRUST_DIR = "/etc/portus/trust"
 # The chain clients of the edge must trust: Portus reaches the public token realm through the edge.
 EDGE_TRUST_DIR = "/etc/portus/edge-trust"
 CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
+CA_BUNDLE_FILE = f"{CA_BUNDLE_DIR}/ca-bundle.pem"
+# CAs that only Portus trusts (its directory's, its mail relay's), added to its bundle: the ``*.crt``
+# files of the volume EXTRA_TRUST_VOLUME.
+EXTRA_TRUST_DIR = "/etc/portus/trust-extra"
+EXTRA_TRUST_VOLUME = "extra-trust"
 SECRETS_DIR = "/etc/portus/secrets"
 SECRETS_VOLUME = "portus-secret-files"
 # openSUSE's bundle of the system's trusted roots.
@@ -160,6 +166,23 @@ class PortusRuntime:
         )
 
 
+def database_settings(connection: DatabaseConnection) -> dict[str, str]:
+    """The connection settings Portus reads from env, all but the password."""
+    return {
+        "PORTUS_DB_ADAPTER": connection.adapter,
+        "PORTUS_DB_HOST": connection.host,
+        "PORTUS_DB_PORT": str(connection.port),
+        "PORTUS_DB_DATABASE": connection.database,
+        "PORTUS_DB_USERNAME": connection.user,
+        "PORTUS_DB_POOL": "5",
+    }
+
+
+def database_password(connection: DatabaseConnection) -> PortusSecret:
+    """The one way the database password reaches every Portus container (web, background, Jobs)."""
+    return PortusSecret("PORTUS_DB_PASSWORD", connection.password_secret, connection.password_key)
+
+
 def secret_files_volume(secrets: Sequence[PortusSecret]) -> k8s.core.v1.VolumeArgs:
     """One volume with each secret as a file named after its variable, readable by the pod's group."""
     return k8s.core.v1.VolumeArgs(
@@ -176,24 +199,30 @@ def secret_files_volume(secrets: Sequence[PortusSecret]) -> k8s.core.v1.VolumeAr
     )
 
 
-def trust_bundle_init(image: str) -> k8s.core.v1.ContainerArgs:
-    """The system roots, the platform CA (every hop inside the cluster) and the edge's chain (the token
-    realm under the public names; empty when a public CA, among the system roots, signs the edge),
-    assembled without root (update-ca-certificates needs it).
+def trust_bundle_init(image: str, extra_trust: bool = False) -> k8s.core.v1.ContainerArgs:
+    """The system roots, the platform CA (every hop inside the cluster), the edge's chain (the token realm
+    under the public names; empty when a public CA, among the system roots, signs the edge) and, with
+    ``extra_trust``, the ``*.crt`` files of the EXTRA_TRUST_VOLUME volume, assembled without root
+    (update-ca-certificates needs it).
 
     Without the system roots only outside services (or an edge signed by a public CA) would fail, so that
     is a warning."""
+    extra = f" {EXTRA_TRUST_DIR}/*.crt" if extra_trust else ""
+    mounts = [
+        k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
+        k8s.core.v1.VolumeMountArgs(name="edge-trust", mount_path=EDGE_TRUST_DIR, read_only=True),
+    ]
+    if extra_trust:
+        mounts.append(
+            k8s.core.v1.VolumeMountArgs(name=EXTRA_TRUST_VOLUME, mount_path=EXTRA_TRUST_DIR, read_only=True)
+        )
     return kube.init_container(
         "ca-bundle",
         image,
         [
             "sh", "-c",
             f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2;"
-            f" cat {TRUST_DIR}/ca.crt {EDGE_TRUST_DIR}/ca.crt; }} > {CA_BUNDLE_DIR}/ca-bundle.pem",
+            f" cat {TRUST_DIR}/ca.crt {EDGE_TRUST_DIR}/ca.crt{extra}; }} > {CA_BUNDLE_FILE}",
         ],
-        [
-            k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
-            k8s.core.v1.VolumeMountArgs(name="edge-trust", mount_path=EDGE_TRUST_DIR, read_only=True),
-            k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR),
-        ],
+        [*mounts, k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR)],
     )

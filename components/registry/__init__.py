@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.pki import ServerCertificate
+from components.registry.cache import BlobDescriptorCache
 from components.registry.config_file import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -25,8 +26,11 @@ from components.registry.storage import StorageBackend
 NAME = "registry"
 COMPONENT = "registry"
 TRUST_DIR = "/etc/ssl/portus"
-# The registry binary needs no privileges; any non-root identity that owns the volume works.
-RUN_AS = kube.RunAs(user=1000, group=1000)
+# A high UID of no account on the node. The registry binary needs no privileges and writes only to its
+# storage (group-writable through fsGroup); the image's entrypoint only picks the `registry` subcommand.
+RUN_AS = kube.RunAs(user=11000, group=11000)
+# Earlier releases ran as 1000; a kept image store still holds its files.
+PREVIOUS_RUN_AS = kube.RunAs(user=1000, group=1000)
 
 
 @dataclass
@@ -34,7 +38,10 @@ class RegistryArgs:
     namespace: pulumi.Input[str]
     image: str
     resources: kube.ResourceSpec
+    replicas: int
+    """More than one needs shared storage (the configuration checks)."""
     storage: StorageBackend
+    cache: BlobDescriptorCache
     settings: RegistrySettings
     certificate: ServerCertificate
     token_cert_pem: pulumi.Input[str]
@@ -52,7 +59,8 @@ class Registry(pulumi.ComponentResource):
         super().__init__("portus:registry:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
-        config_yaml = render_registry_config(args.settings, args.storage.driver_config())
+        config_yaml = render_registry_config(args.settings, args.storage.driver_config(),
+                                             args.cache.config_sections())
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
@@ -70,6 +78,7 @@ class Registry(pulumi.ComponentResource):
         tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
 
         storage = args.storage.attach(NAME, args.namespace, args.kept, self)
+        cache = args.cache.attach(NAME, args.namespace, self)
 
         account = kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child)
         container = k8s.core.v1.ContainerArgs(
@@ -85,6 +94,7 @@ class Registry(pulumi.ComponentResource):
                 # Go adds these roots to the system ones: notifications to Portus are verified.
                 k8s.core.v1.EnvVarArgs(name="SSL_CERT_DIR", value=f"/etc/ssl/certs:{TRUST_DIR}"),
                 *storage.env,
+                *cache.env,
             ],
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
@@ -103,8 +113,10 @@ class Registry(pulumi.ComponentResource):
             resources=kube.resources(args.resources),
             security_context=kube.restricted_container_security(),
         )
-        kube.deployment(
-            name, NAME, args.namespace, COMPONENT, version, 1,
+        # Shared storage makes the pods stateless: they roll one by one and spread over nodes, and
+        # an upload that lands on another pod resumes there (every pod has the same http.secret).
+        deployment = kube.deployment(
+            name, NAME, args.namespace, COMPONENT, version, args.replicas,
             kube.pod_spec(
                 account,
                 RUN_AS,
@@ -115,11 +127,17 @@ class Registry(pulumi.ComponentResource):
                     kube.config_map_volume("trust", args.trust_bundle),
                     *storage.volumes,
                 ],
+                # Every volume the storage mounts may hold an earlier release's files.
+                init_containers=[
+                    kube.ownership_handover(args.image, mount, PREVIOUS_RUN_AS, RUN_AS) for mount in storage.mounts
+                ] or None,
+                topology_spread_constraints=kube.spread_over_nodes(NAME) if args.storage.shared else None,
             ),
             {
                 "checksum/config": kube.checksum(config_yaml, args.token_cert_pem),
                 "checksum/secret": kube.checksum(
-                    args.http_secret, args.certificate.cert_pem, args.certificate.private_key_pem
+                    args.http_secret, args.certificate.cert_pem, args.certificate.private_key_pem,
+                    *storage.secrets, *cache.secrets,
                 ),
             },
             child,
@@ -127,6 +145,9 @@ class Registry(pulumi.ComponentResource):
             # before the new one starts.
             recreate=not args.storage.shared,
         )
+        if args.replicas > 1:
+            kube.disruption_budget(f"{name}-pdb", NAME, args.namespace, COMPONENT,
+                                   pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
         service = kube.cluster_ip_service(
             f"{name}-svc", NAME, args.namespace, COMPONENT,
             [k8s.core.v1.ServicePortArgs(name="https", port=LISTEN_PORT, target_port="https",

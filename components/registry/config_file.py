@@ -1,7 +1,8 @@
 """The Docker Distribution registry's ``config.yml``, generated from data in this one place.
 
-The file carries no secret: ``http.secret`` reaches the container as ``REGISTRY_HTTP_SECRET`` from a
-Secret (Distribution maps ``REGISTRY_<PATH>`` environment variables over the file).
+The file carries no secret: ``http.secret`` (and any object store or Redis credential) reaches the
+container as env from a Secret, e.g. ``REGISTRY_HTTP_SECRET`` (Distribution maps ``REGISTRY_<PATH>``
+environment variables over the file).
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ class RegistrySettings:
     debug_port: int = DEBUG_PORT
 
 
-def registry_config(settings: RegistrySettings, storage_driver: dict[str, Any]) -> dict[str, Any]:
-    """``storage_driver`` is the storage backend's entry, e.g. ``{"filesystem": {"rootdirectory": ...}}``."""
+def registry_config(settings: RegistrySettings, storage_driver: dict[str, Any],
+                    cache_sections: dict[str, Any]) -> dict[str, Any]:
+    """``storage_driver`` is the storage backend's entries, e.g. ``{"filesystem": {"rootdirectory": ...}}``;
+    ``cache_sections`` the blob-descriptor cache's, e.g. ``{"storage": {"cache": ...}, "redis": ...}``."""
+    sections = dict(cache_sections)
     return {
         "version": 0.1,
         "log": {"level": settings.log_level, "formatter": "text", "fields": {"service": "registry"}},
         "storage": {
             **storage_driver,
+            **sections.pop("storage", {}),
             # Portus deletes tags and manifests through the registry API.
             "delete": {"enabled": True},
             "maintenance": {
@@ -83,8 +88,10 @@ def registry_config(settings: RegistrySettings, storage_driver: dict[str, Any]) 
             ],
         },
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+        **sections,
     }
 
 
-def render_registry_config(settings: RegistrySettings, storage_driver: dict[str, Any]) -> str:
-    return yaml.safe_dump(registry_config(settings, storage_driver), sort_keys=False)
+def render_registry_config(settings: RegistrySettings, storage_driver: dict[str, Any],
+                           cache_sections: dict[str, Any]) -> str:
+    return yaml.safe_dump(registry_config(settings, storage_driver, cache_sections), sort_keys=False)

@@ -4,15 +4,24 @@
 outside a pod: listen addresses and ports, the upstream and webhook addresses, and container paths
 (each volume is written to a local directory and its mount path rewritten to that directory). Names
 stay as rendered, so every TLS check uses the real SANs; a hosts file maps those names to 127.0.0.1
-for the programs that resolve them (see ``processes.with_hosts``).
+for the programs that resolve them (see ``processes.with_hosts``). A public IP address stays too: it
+must be a loopback address (127.0.0.2 stands for a node's address), and nginx listens on it.
+
+Run as root, the volumes are laid out as the kubelet does for the pod's ``fsGroup``: Secret files
+readable by that group only, writable volumes (emptyDir, claims) owned by root and writable by that group
+only; so the servers, run under their pods' UIDs, reach their files through the same group the cluster
+gives them.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
+import os
 import re
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,7 @@ import yaml
 from cryptography import x509
 
 from components.edge.nginx_conf import PLATFORM_TLS_DIR
+from tests.rehearsal.processes import IS_ROOT, PodUser
 from tests.render import Rendered
 
 LOOPBACK = "127.0.0.1"
@@ -40,6 +50,13 @@ class Ports:
     portus: int
     proxy_status: int
     proxy_exporter: int
+    more_registries: tuple[tuple[int, int], ...] = ()
+    """(port, debug port) of each further registry replica; nginx's upstream reaches every replica."""
+
+    @property
+    def registries(self) -> list[tuple[int, int]]:
+        """(port, debug port) of every registry replica, the first one first."""
+        return [(self.registry, self.registry_debug), *self.more_registries]
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,7 @@ class Workload:
     env: dict[str, str]
     mounts: dict[str, Path]
     """Mount path in the container -> local directory (or file, for a ``subPath`` mount)."""
+    user: PodUser
 
     def path(self, container_path: str) -> Path:
         """Where a path inside the container is on this machine."""
@@ -64,10 +82,14 @@ class Site:
     """The proxy pod's metrics exporter, which reads nginx's status page."""
     reloader: Workload
     """The proxy pod's sidecar that reloads nginx when a certificate it serves changes."""
-    registry: Workload
+    registries: list[Workload]
+    """One per registry replica, each with its own config file (its own listen addresses)."""
     portus: Workload
     public_port: int
     """The port of ``registryHost``: nginx listens on it, as the node port does in the cluster."""
+    public_addresses: list[str]
+    """Where nginx listens: 127.0.0.1 for public DNS names (the hosts file maps them there), and each
+    public IP address itself."""
     upstream_hosts: dict[str, str]
     """Service (``portus``, ``registry``) -> the in-cluster name nginx's upstream uses and verifies."""
     proxy_service_names: list[str]
@@ -76,18 +98,25 @@ class Site:
     ca_dir: Path
     """Holds ``ca.crt`` (the stack's ``caCertificate``), the layout skopeo's ``--cert-dir`` reads."""
 
+    @property
+    def registry(self) -> Workload:
+        return self.registries[0]
+
 
 def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     """Write the proxy's, the registry's and Portus's files under ``root`` and return how to run them.
 
     Changed, and nothing else: nginx's ``listen`` (127.0.0.1 and the public port) and its upstream
-    ``server`` lines (127.0.0.1 and the local ports; ``proxy_ssl_name`` keeps the in-cluster names);
-    the port of nginx's loopback status server and the exporter's scrape and listen ports; the registry's
-    ``http.addr``, ``http.debug.addr`` and the webhook URL's port (its host stays, and resolves through
-    the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
+    ``server`` lines (127.0.0.1 and the local ports, one line per registry replica, as the Service
+    reaches every pod; ``proxy_ssl_name`` keeps the in-cluster names); the port of nginx's loopback status
+    server and the exporter's scrape and listen ports; the registry's ``http.addr``, ``http.debug.addr``
+    (each replica its own, in its own copy of config.yml) and the webhook URL's port (its host stays, and
+    resolves through the hosts file); ``PORTUS_PUMA_HOST``; and container paths.
     """
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
-    public_port = int(urlsplit(f"//{rendered.outputs['registryHost']}").port or 443)
+    public = urlsplit(f"//{rendered.outputs['registryHost']}"), urlsplit(rendered.outputs["portalUrl"])
+    public_port = int(public[0].port or 443)
+    public_addresses = sorted({address_of(url.hostname or "") for url in public})
     proxy = _workload(objects, "proxy", root)
     exporter = _workload(objects, "proxy", root, container_name="exporter")
     reloader = _workload(objects, "proxy", root, container_name="reloader")
@@ -95,17 +124,18 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     portus = _workload(objects, "portus", root)
 
     nginx_conf = Path(proxy.argv[proxy.argv.index("-c") + 1])
-    upstream_ports = {"portus": ports.portus, "registry": ports.registry}
+    upstream_ports = {"portus": [ports.portus], "registry": [port for port, _ in ports.registries]}
     upstream_hosts: dict[str, str] = {}
 
     def local_server(match: re.Match[str]) -> str:
-        # The first label of an in-cluster name is the Service's name.
+        # The first label of an in-cluster name is the Service's name; the Service reaches every replica.
         service = match[1].split(".")[0]
         upstream_hosts[service] = match[1]
-        return f"server {LOOPBACK}:{upstream_ports[service]};"
+        return "\n        ".join(f"server {LOOPBACK}:{port};" for port in upstream_ports[service])
 
     # The edge's server and the one of the proxy's Service names share the port.
-    text, listens = re.subn(r"listen \d+ ssl;", f"listen {LOOPBACK}:{public_port} ssl;", nginx_conf.read_text())
+    listen = "\n        ".join(f"listen {address}:{public_port} ssl;" for address in public_addresses)
+    text, listens = re.subn(r"listen \d+ ssl;", listen, nginx_conf.read_text())
     text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
     if listens != 2 or status_listens != 1 or upstream_hosts.keys() != upstream_ports.keys():
@@ -117,12 +147,18 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
 
     config_file = Path(registry.argv[-1])
     config = yaml.safe_load(_localize(config_file.read_text(), registry.mounts))
-    config["http"]["addr"] = f"{LOOPBACK}:{ports.registry}"
-    config["http"]["debug"]["addr"] = f"{LOOPBACK}:{ports.registry_debug}"
     for endpoint in config["notifications"]["endpoints"]:
         url = urlsplit(endpoint["url"])
         endpoint["url"] = url._replace(netloc=f"{url.hostname}:{ports.portus}").geturl()
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    registries = []
+    for index, (port, debug_port) in enumerate(ports.registries):
+        config["http"]["addr"] = f"{LOOPBACK}:{port}"
+        config["http"]["debug"]["addr"] = f"{LOOPBACK}:{debug_port}"
+        # Replicas share everything but their listen addresses, as pods of one Deployment do.
+        replica_file = config_file if index == 0 else config_file.with_name(f"replica-{index}-{config_file.name}")
+        replica_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        registries.append(Workload([*registry.argv[:-1], str(replica_file)], dict(registry.env), registry.mounts,
+                                   registry.user))
 
     portus.env["PORTUS_PUMA_HOST"] = f"{LOOPBACK}:{ports.portus}"
 
@@ -141,9 +177,17 @@ def adapt(rendered: Rendered, ports: Ports, root: Path) -> Site:
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
     return Site(
-        proxy, exporter, reloader, registry, portus, public_port, upstream_hosts, proxy_service_names, hosts_file,
-        ca_dir,
+        proxy, exporter, reloader, registries, portus, public_port, public_addresses, upstream_hosts,
+        proxy_service_names, hosts_file, ca_dir,
     )
+
+
+def address_of(host: str) -> str:
+    """Where a public name is reached: an IP address is itself, a DNS name is on 127.0.0.1."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return LOOPBACK
 
 
 def _exporter_arg(arg: str, ports: Ports) -> str:
@@ -172,7 +216,8 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts", []):
         local = root / name / mount["mountPath"].lstrip("/")
-        files = _volume_files(objects, volumes[mount["name"]])
+        volume = volumes[mount["name"]]
+        files = _volume_files(objects, volume)
         if "subPath" in mount:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_text(files[mount["subPath"]])
@@ -180,14 +225,29 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
             local.mkdir(parents=True, exist_ok=True)
             for file, content in files.items():
                 (local / file).write_text(content)
+            if IS_ROOT and name != "portus":
+                _as_the_kubelet_lays_out(local, volume, pod["securityContext"]["fsGroup"])
         mounts[mount["mountPath"]] = local
     env = {e["name"]: _localize(_env_value(objects, e), mounts) for e in container.get("env", [])}
+    user = PodUser.of(pod, container)
     if name == "portus":
         # A local program, not a container command: its paths are this machine's already.
-        return Workload(STANDIN, env, mounts)
+        return Workload(STANDIN, env, mounts, user)
     program, *args = container.get("command") or [container["image"].split("/")[-1].split(":")[0]]
     argv = [DEBIAN_PROGRAMS[program], *args, *container.get("args", [])]
-    return Workload([_localize(a, mounts) for a in argv], env, mounts)
+    return Workload([_localize(a, mounts) for a in argv], env, mounts, user)
+
+
+def _as_the_kubelet_lays_out(local: Path, volume: Mapping[str, Any], fs_group: int) -> None:
+    """Ownership and modes of a mounted volume: Secret files are the pod group's to read (``defaultMode``);
+    an emptyDir or a claim is writable by the pod group alone, with new files inheriting that group."""
+    if "secret" in volume:
+        for file in local.iterdir():
+            os.chown(file, 0, fs_group)
+            file.chmod(volume["secret"].get("defaultMode", 0o644))
+    elif {"emptyDir", "persistentVolumeClaim"} & volume.keys():
+        os.chown(local, 0, fs_group)
+        local.chmod(0o2770)
 
 
 def _data(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -232,3 +292,38 @@ def _localize(text: str, mounts: Mapping[str, Path]) -> str:
         return text
     pattern = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
     return re.sub(rf"(?<![\w./-])({pattern})(?![\w.-])", lambda m: str(mounts[m[1]]), text)
+
+
+def pod_container(rendered: Rendered, name: str, root: Path, run_init: Sequence[str] = (),
+                  existing_secrets: Mapping[str, Mapping[str, str]] | None = None) -> Workload:
+    """The first container of the Deployment ``name`` with its files under ``root``, after the shell
+    commands of the init containers named in ``run_init`` ran on them locally (paths rewritten, as for the
+    container), so files they build, such as Portus's CA bundle, are in place; its environment is what the
+    Portus entry hands Portus: each ``<NAME>_FILE`` replaced by ``<NAME>`` with the file's text (as
+    ``portus_secret`` in ``components/portus/runtime.py`` does, trailing newlines dropped like ``$(cat)``).
+    ``existing_secrets`` stand for Secrets the stack references but does not declare (name -> data)."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    for secret, data in (existing_secrets or {}).items():
+        objects["Secret", secret] = {"kind": "Secret", "metadata": {"name": secret}, "stringData": dict(data)}
+    pod = objects["Deployment", name]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for init in (c for c in pod.get("initContainers", []) if c["name"] in run_init):
+        mounts: dict[str, Path] = {}
+        for mount in init.get("volumeMounts", []):
+            local = root / name / mount["mountPath"].lstrip("/")
+            local.mkdir(parents=True, exist_ok=True)
+            for file, content in _volume_files(objects, volumes[mount["name"]]).items():
+                (local / file).write_text(content)
+            mounts[mount["mountPath"]] = local
+        shell, flag, script = init["command"]
+        if (shell, flag) != ("sh", "-c"):
+            raise ValueError(f"init container {init['name']}: not a shell command")
+        subprocess.run([shell, flag, _localize(script, mounts)], check=True, capture_output=True, timeout=30)
+    workload = _workload(objects, name, root)
+    # The names the rendered entry script reads from files.
+    from_files = re.findall(r"^portus_secret (\w+)$", pod["containers"][0]["command"][-1], re.MULTILINE)
+    env = {variable: value for variable, value in workload.env.items()
+           if variable.removesuffix("_FILE") not in from_files}
+    for variable in from_files:
+        env[variable] = Path(workload.env[f"{variable}_FILE"]).read_text().rstrip("\n")
+    return Workload(workload.argv, env, workload.mounts, workload.user)

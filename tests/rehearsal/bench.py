@@ -1,30 +1,73 @@
 """How much the generated proxy costs a push and a pull, against the registry reached directly.
 
-``python -m tests.rehearsal.bench [--size-mib 512] [--rounds 5]`` pushes the same image (one layer of
-SIZE MiB of random data plus two small ones) with skopeo, then pulls it, once straight to the registry
-(TLS, its in-cluster name) and once through nginx (the public name), alternating which goes first.
-Each push starts from an empty image store, so every blob is really sent; a first round is not counted
-(caches warm up); files go to /dev/shm unless ``--scratch`` says otherwise. The last line is
-``push_ratio=X.XX pull_ratio=Y.YY``: medians over the rounds of direct time / proxied time, so 1.00
-means as fast as without the proxy and lower is slower.
+``python -m tests.rehearsal.bench [--size-mib 512] [--rounds 5] [--clients 1]`` runs CLIENTS skopeo
+clients at once, each pushing its own image (one layer of SIZE MiB of random data plus two small ones)
+and then, once every push is done, pulling it back: once straight to the registry (TLS, its in-cluster
+name) and once through nginx (the public name), alternating which route goes first. Each route starts
+from an empty image store, so every blob is really sent; a first round is not counted (caches warm up);
+files go to /dev/shm unless ``--scratch`` says otherwise.
+
+Each round prints the machine's load, both routes' times (the slowest client's, i.e. the time until
+every client is done) and their ratio, how far apart the clients finished, and nginx's CPU time per MiB
+relayed; the end prints nginx's peak worker memory and whether anything was spooled to disk. The last
+line is ``push_ratio=X.XX pull_ratio=Y.YY``: medians over the rounds of direct time / proxied time, so
+1.00 means as fast as without the proxy and lower is slower.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import CompletedProcess
 
 from tests.rehearsal.image import Image, build_image, verify_pulled
 from tests.rehearsal.processes import missing_binaries
+from tests.rehearsal.proxy_stats import cpu_seconds, peak_memory_kib, temp_files_used, workers
 from tests.rehearsal.rig import Rig, render_rehearsal_stack, running
 
 REPOSITORY = "bench/image"
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way from the clients to the registry: ``address`` is the ``host[:port]`` skopeo uses."""
+
+    name: str
+    address: str
+    relays: Callable[[], list[Path]] = list
+    """/proc entries of the processes in between (the proxy's workers), whose CPU time is counted."""
+
+
+@dataclass
+class Phase:
+    """One phase (every client's push, or every client's pull) over one route."""
+
+    seconds: float
+    """Until the last client finished: the aggregate time of the phase."""
+    client_seconds: list[float]
+    relay_cpu: float
+
+
+@dataclass
+class Run:
+    push: Phase
+    pull: Phase
+
+
+@dataclass
+class Totals:
+    ratios: dict[str, list[float]] = field(default_factory=lambda: {"push": [], "pull": []})
 
 
 def _check(step: str, done: CompletedProcess[str], rig: Rig) -> None:
@@ -32,62 +75,120 @@ def _check(step: str, done: CompletedProcess[str], rig: Rig) -> None:
         sys.exit(f"{step} failed: {done.stderr}\n{rig.logs()}")
 
 
-def _measure(rig: Rig, image: Image, registry: str) -> tuple[float, float]:
-    """Seconds to push ``image`` to an empty store at ``registry`` and to pull it back."""
-    rig.registry.stop()
-    shutil.rmtree(rig.storage, ignore_errors=True)
-    rig.registry.start()
+def _client(rig: Rig, route: Route, image: Image, repository: str, pushed: threading.Barrier
+            ) -> tuple[float, float, Path]:
+    """One client: push, wait until every client has pushed, pull; seconds of each, and the copy."""
     started = time.monotonic()
-    _check(f"push to {registry}", rig.push(image, REPOSITORY, registry), rig)
+    _check(f"push to {route.name}", rig.push(image, repository, route.address), rig)
     push = time.monotonic() - started
+    pushed.wait()
     started = time.monotonic()
-    destination, done = rig.pull(REPOSITORY, image.tag, registry)
+    destination, done = rig.pull(repository, image.tag, route.address)
     pull = time.monotonic() - started
-    _check(f"pull from {registry}", done, rig)
-    verify_pulled(destination, image)
-    shutil.rmtree(destination)
-    return push, pull
+    _check(f"pull from {route.name}", done, rig)
+    return push, pull, destination
+
+
+def _measure(rig: Rig, images: list[Image], route: Route) -> Run:
+    """Every client pushes its image to an empty store over ``route``, then pulls it back."""
+    rig.registry.stop()
+    # Empty the store, not remove it: it is the pod's volume, which the registry cannot create.
+    for entry in rig.storage.iterdir():
+        shutil.rmtree(entry)
+    rig.registry.start()
+    relays = route.relays()
+    marks: dict[str, tuple[float, float]] = {}
+
+    def mark(name: str) -> None:
+        marks[name] = (time.monotonic(), cpu_seconds(relays))
+
+    mark("start")
+    pushed = threading.Barrier(len(images), action=lambda: mark("pushed"))
+    with ThreadPoolExecutor(len(images)) as pool:
+        times = list(pool.map(
+            lambda indexed: _client(rig, route, indexed[1], f"{REPOSITORY}-{indexed[0]}", pushed),
+            enumerate(images),
+        ))
+    end = time.monotonic()
+    ended_cpu = cpu_seconds(relays)
+    for image, (_, _, destination) in zip(images, times, strict=True):
+        verify_pulled(destination, image)
+        shutil.rmtree(destination)
+    (start, start_cpu), (pushed_at, pushed_cpu) = marks["start"], marks["pushed"]
+    return Run(
+        Phase(pushed_at - start, [push for push, _, _ in times], pushed_cpu - start_cpu),
+        Phase(end - pushed_at, [pull for _, pull, _ in times], ended_cpu - pushed_cpu),
+    )
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _spread(phase: Phase) -> str:
+    """When the first and the last client finished: far apart means the route served them unevenly."""
+    return f"{min(phase.client_seconds):.2f}-{max(phase.client_seconds):.2f}s"
+
+
+def _report(round_: int, runs: dict[str, Run], baseline: Route, candidate: Route, mib: float, totals: Totals) -> None:
+    parts = []
+    for phase in ("push", "pull"):
+        base, cand = getattr(runs[baseline.name], phase), getattr(runs[candidate.name], phase)
+        ratio = base.seconds / cand.seconds
+        totals.ratios[phase].append(ratio)
+        parts.append(
+            f"{phase} {baseline.name} {base.seconds:.2f}s {candidate.name} {cand.seconds:.2f}s ratio {ratio:.2f}"
+            f" (clients {_spread(base)} / {_spread(cand)}, nginx {1000 * cand.relay_cpu / mib:.1f} ms cpu/MiB)"
+        )
+    print(f"round {round_} [load {_load()}]: " + "; ".join(parts), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=512, help="size of the large layer (MiB)")
+    parser.add_argument("--size-mib", type=int, default=512, help="size of each client's large layer (MiB)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=1, help="skopeo clients at once, each with its own image")
     parser.add_argument(
         "--scratch", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
-        help="directory for the image, the image store and pulled copies (default: /dev/shm, so that disk"
+        help="directory for the images, the image store and pulled copies (default: /dev/shm, so that disk"
         " writeback adds no noise)",
     )
     args = parser.parse_args()
     if missing := missing_binaries():
         sys.exit(f"missing programs: {', '.join(missing)}")
     print("ratio = direct time / proxied time (1.00 = as fast as direct; lower = the proxy slows it down)")
+    print(f"{args.clients} client(s) x {args.size_mib} MiB, {args.rounds} rounds, {os.cpu_count()} CPUs,"
+          f" load {_load()}", flush=True)
     rendered = render_rehearsal_stack()
+    totals = Totals()
     with tempfile.TemporaryDirectory(prefix="rehearsal-image-", dir=args.scratch) as layout:
-        image = build_image(Path(layout), [args.size_mib << 20, 1 << 20, 64 << 10], seed=args.size_mib)
+        sizes = [args.size_mib * MIB, MIB, 64 << 10]
+        images = [build_image(Path(layout) / str(client), sizes, seed=args.size_mib + 1000 * client)
+                  for client in range(args.clients)]
+        mib = sum(image.size for image in images) / MIB
         with running(rendered, args.scratch) as rig:
             # The registry by its in-cluster name: what nginx's upstream connects to.
-            direct = f"{rig.site.upstream_hosts['registry']}:{rig.ports.registry}"
-            for registry in (rig.registry_host, direct):
-                if (login := rig.login(registry=registry)).returncode != 0:
-                    sys.exit(f"login to {registry} failed: {login.stderr}")
+            baseline = Route("direct", f"{rig.site.upstream_hosts['registry']}:{rig.ports.registry}")
+            candidate = Route("proxied", rig.registry_host, lambda: workers(rig.proxy.pid))
+            for route in (candidate, baseline):
+                if (login := rig.login(registry=route.address)).returncode != 0:
+                    sys.exit(f"login to {route.name} failed: {login.stderr}")
             # A first, unmeasured round: page cache, TLS session caches and Go's heaps settle.
-            _measure(rig, image, direct)
-            _measure(rig, image, rig.registry_host)
-            push_ratios, pull_ratios = [], []
-            for round_ in range(args.rounds):
-                order = [direct, rig.registry_host] if round_ % 2 == 0 else [rig.registry_host, direct]
-                times = {registry: _measure(rig, image, registry) for registry in order}
-                (direct_push, direct_pull), (proxy_push, proxy_pull) = times[direct], times[rig.registry_host]
-                push_ratios.append(direct_push / proxy_push)
-                pull_ratios.append(direct_pull / proxy_pull)
-                print(
-                    f"round {round_ + 1}: push direct {direct_push:.2f}s proxied {proxy_push:.2f}s"
-                    f" ratio {push_ratios[-1]:.2f}; pull direct {direct_pull:.2f}s proxied {proxy_pull:.2f}s"
-                    f" ratio {pull_ratios[-1]:.2f}",
-                    flush=True,
-                )
-    print(f"push_ratio={statistics.median(push_ratios):.2f} pull_ratio={statistics.median(pull_ratios):.2f}")
+            _measure(rig, images, baseline)
+            _measure(rig, images, candidate)
+            with temp_files_used(rig.proxy_runtime, rig.proxy.pid) as spooled:
+                for round_ in range(args.rounds):
+                    order = [baseline, candidate] if round_ % 2 == 0 else [candidate, baseline]
+                    runs = {route.name: _measure(rig, images, route) for route in order}
+                    _report(round_ + 1, runs, baseline, candidate, mib, totals)
+            peak = max(peak_memory_kib(worker) for worker in workers(rig.proxy.pid))
+            leftovers = [str(path) for path in rig.proxy_runtime.glob("*/*")]
+    ratios = totals.ratios
+    print(f"push ratios {min(ratios['push']):.2f}-{max(ratios['push']):.2f},"
+          f" pull ratios {min(ratios['pull']):.2f}-{max(ratios['pull']):.2f} [load {_load()}]")
+    print(f"nginx peak worker memory {peak / 1024:.1f} MiB;"
+          f" spooled to disk: {', '.join(sorted(spooled) + leftovers) or 'nothing'}")
+    print(f"push_ratio={statistics.median(ratios['push']):.2f} pull_ratio={statistics.median(ratios['pull']):.2f}")
 
 
 if __name__ == "__main__":

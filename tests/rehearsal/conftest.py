@@ -9,33 +9,36 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from tests.rehearsal.image import Image, build_image
-from tests.rehearsal.processes import missing_binaries
+from tests.rehearsal.processes import missing_binaries, namespaces_unavailable
 from tests.rehearsal.rig import SOURCES, Rig, render_rehearsal_stack, running
 from tests.render import Rendered
 
 MIB = 1 << 20
 
 
-def _require_binaries() -> None:
+@pytest.fixture(scope="session")
+def rehearsal_ready() -> None:
+    """Fails when a program is missing (a set-up error); skips, with the reason, where the kernel lets
+    neither root nor this user have a private mount namespace."""
     if missing := missing_binaries():
         pytest.fail(
             f"the rehearsal needs {', '.join(missing)}; install them with `apt-get install nginx-light"
-            " docker-registry skopeo prometheus-nginx-exporter containerd` (.ci/run does)",
+            " docker-registry skopeo prometheus-nginx-exporter containerd` (./test.sh does)",
             pytrace=False,
         )
+    if reason := namespaces_unavailable():
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
-def rendered() -> Rendered:
+def rendered(rehearsal_ready: None) -> Rendered:
     """The rehearsal stack with the platform CA's edge certificate."""
-    _require_binaries()
     return render_rehearsal_stack("selfSigned")
 
 
 @pytest.fixture(scope="session")
-def rendered_with_corporate_certificate() -> Rendered:
+def rendered_with_corporate_certificate(rehearsal_ready: None) -> Rendered:
     """The rehearsal stack serving a Secret's certificate from a company's own CA (tls.source=secret)."""
-    _require_binaries()
     return render_rehearsal_stack("secret")
 
 

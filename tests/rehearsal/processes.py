@@ -1,9 +1,16 @@
 """Programs the rehearsal starts: each in its own process group, logged to a file, waited for until it
-answers, and stopped by its PID (its group, so nginx's workers go too)."""
+answers, and stopped by its PID (its group, so nginx's workers go too).
+
+Run as root, the servers run under their pods' own UIDs and groups (``as_pod_user``) and clients get a
+private mount namespace with their own /etc/hosts (``with_hosts``). Run as another user, everything runs
+as that user, and the mount namespace lives in a user namespace of its own, where the kernel allows
+that (``namespaces_unavailable`` says why not, when it does not).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -11,8 +18,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # What .ci/run installs (Debian packages), by the binary the rehearsal needs from it.
 REQUIRED_BINARIES = {
@@ -27,6 +36,7 @@ REQUIRED_BINARIES = {
     "ctr": "containerd",
 }
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IS_ROOT = os.geteuid() == 0
 
 
 def missing_binaries() -> list[str]:
@@ -44,6 +54,12 @@ def free_port(low: int = 0, high: int = 0) -> int:
     raise RuntimeError(f"no free port in {low}-{high}")
 
 
+def _unshare() -> list[str]:
+    """A private mount namespace; without root, inside a user namespace where this user is root."""
+    user_namespace = [] if IS_ROOT else ["--user", "--map-root-user"]
+    return ["unshare", *user_namespace, "--mount", "--propagation", "private", "--"]
+
+
 def with_hosts(argv: Sequence[str], hosts_file: Path) -> list[str]:
     """``argv`` run in a private mount namespace where ``hosts_file`` is /etc/hosts.
 
@@ -51,7 +67,49 @@ def with_hosts(argv: Sequence[str], hosts_file: Path) -> list[str]:
     127.0.0.1 for them alone and leaves the machine's /etc/hosts untouched.
     """
     script = 'mount --bind "$0" /etc/hosts && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, str(hosts_file), *argv]
+    return [*_unshare(), "sh", "-c", script, str(hosts_file), *argv]
+
+
+@functools.cache
+def namespaces_unavailable() -> str | None:
+    """Why ``with_hosts`` cannot work here, or None when it can."""
+    if IS_ROOT:
+        return None
+    probe = subprocess.run([*_unshare(), "mount", "--bind", "/etc/hosts", "/etc/hosts"],
+                           capture_output=True, text=True, check=False, env=child_env())
+    if probe.returncode == 0:
+        return None
+    return (
+        "the rehearsal gives each client its own /etc/hosts in a private mount namespace, which needs root or"
+        f" unprivileged user namespaces; `unshare --user --map-root-user --mount` failed: {probe.stderr.strip()}"
+    )
+
+
+@dataclass(frozen=True)
+class PodUser:
+    """The identity a container runs under: its user, primary group and supplementary groups."""
+
+    user: int
+    group: int
+    groups: tuple[int, ...]
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any], container: Mapping[str, Any]) -> PodUser:
+        """As the kubelet starts ``container`` of ``pod``: the fsGroup is a supplementary group."""
+        pod_context, context = pod.get("securityContext", {}), container.get("securityContext", {})
+        user = context.get("runAsUser", pod_context["runAsUser"])
+        group = context.get("runAsGroup", pod_context["runAsGroup"])
+        groups = [group, pod_context["fsGroup"]] if "fsGroup" in pod_context else [group]
+        return cls(user, group, tuple(dict.fromkeys(groups)))
+
+
+def as_pod_user(argv: Sequence[str], user: PodUser) -> list[str]:
+    """``argv`` run as ``user`` when the rehearsal runs as root; otherwise as the rehearsal's own user,
+    which stands for an arbitrary non-root UID (one that owns every file the rehearsal writes)."""
+    if not IS_ROOT:
+        return list(argv)
+    groups = ",".join(map(str, user.groups))
+    return ["setpriv", f"--reuid={user.user}", f"--regid={user.group}", f"--groups={groups}", "--", *argv]
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -72,6 +130,8 @@ class Service:
 
     def start(self, timeout: float = 30) -> None:
         with self.log.open("ab") as out:
+            # Programs that reopen /dev/stderr (nginx) do so under their own UID.
+            self.log.chmod(0o666)
             out.write(f"--- start {' '.join(self.argv)}\n".encode())
             out.flush()
             self.process = subprocess.Popen(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -25,10 +26,10 @@ from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
 from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
-from tests.rehearsal.adapt import LOOPBACK, Ports, adapt
+from tests.rehearsal.adapt import LOOPBACK, Ports, adapt, address_of
 from tests.rehearsal.corporate import issue, tls_secret
 from tests.rehearsal.image import Image
-from tests.rehearsal.processes import Service, child_env, free_port, run, with_hosts
+from tests.rehearsal.processes import Service, as_pod_user, child_env, free_port, run, with_hosts
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
 from tests.render import Rendered, load_stack_file, render_stack
 
@@ -45,25 +46,29 @@ SOURCES = ("selfSigned", "secret")
 CORPORATE_SECRET = "corporate-edge-tls"
 
 
-def render_rehearsal_stack(source: str = "selfSigned") -> Rendered:
+def render_rehearsal_stack(source: str = "selfSigned", **overrides: object) -> Rendered:
     """The production example stack, exposed on a free node port instead of through an Ingress (there
     is no ingress controller here), so the public names carry a port nginx can listen on, with the nodes'
-    trust on, and its edge certificate from ``source``. With ``secret``, the Secret a user would create
-    comes with the rendered objects."""
+    trust on and its edge certificate from ``source``; ``overrides`` set (or, with None, remove) keys.
+    With ``secret``, the Secret a user would create comes with the rendered objects."""
     config, project, stack = load_stack_file(STACK_FILE)
     config = {k: v for k, v in config.items() if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
     config |= {
         f"{project}:exposure": "nodePort", f"{project}:publicPort": free_port(*NODE_PORTS),
         f"{project}:nodeTrust": {"enabled": True, "docker": True},
     }
-    if source == "selfSigned":
-        return render_stack(config, project, stack)
-    assert source == "secret", source
-    hosts = [str(config[f"{project}:{key}"]) for key in ("host", "registryHost")]
-    corporate = issue(hosts)
-    config[f"{project}:tls"] = {"source": "secret", "secretName": CORPORATE_SECRET, "caCertificate": corporate.root_pem}
-    rendered = render_stack(config, project, stack)
-    rendered.objects.append(tls_secret(CORPORATE_SECRET, str(config[f"{project}:namespace"]), corporate))
+    config |= {f"{project}:{key}": value for key, value in overrides.items()}
+    corporate = None
+    if source == "secret":
+        corporate = issue([str(config[f"{project}:{key}"]) for key in ("host", "registryHost")])
+        config[f"{project}:tls"] = {
+            "source": "secret", "secretName": CORPORATE_SECRET, "caCertificate": corporate.root_pem,
+        }
+    else:
+        assert source == "selfSigned", source
+    rendered = render_stack({k: v for k, v in config.items() if v is not None}, project, stack)
+    if corporate:
+        rendered.objects.append(tls_secret(CORPORATE_SECRET, str(config[f"{project}:namespace"]), corporate))
     return rendered
 
 
@@ -78,20 +83,21 @@ class Response:
 
 
 class LoopbackHTTPS(http.client.HTTPSConnection):
-    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1."""
+    """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1, or to a
+    loopback IP address (checked against the certificate's IP SANs)."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout, context=tls)
         self.tls = tls
 
     def connect(self) -> None:
-        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        sock = socket.create_connection((address_of(self.host), self.port), self.timeout)
         self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def https(url: str, method: str = "GET", *, ca: Path, headers: Mapping[str, str] | None = None,
           body: bytes | None = None, timeout: float = 10) -> Response:
-    """One request to ``url`` (its host reached on 127.0.0.1), trusting only the CA in ``ca``."""
+    """One request to ``url`` (a name reached on 127.0.0.1), trusting only the CA in ``ca``."""
     parts = urlsplit(url)
     assert parts.hostname and parts.port
     connection = LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
@@ -120,6 +126,15 @@ def _distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
+def _registry_healthy(debug_port: int) -> bool:
+    try:
+        with contextlib.closing(http.client.HTTPConnection(LOOPBACK, debug_port, timeout=2)) as connection:
+            connection.request("GET", REGISTRY_HEALTH_PATH)
+            return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
 def _accepts(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -129,10 +144,14 @@ def _accepts(port: int) -> bool:
 class Rig:
     """The three services of one rehearsal (created stopped) and the clients that talk to them."""
 
-    def __init__(self, rendered: Rendered, root: Path) -> None:
+    def __init__(self, rendered: Rendered, root: Path, registry_replicas: int = 1) -> None:
         self.rendered = rendered
         self.root = root
-        self.ports = Ports(*_distinct_free_ports(5))
+        ports = _distinct_free_ports(5 + 2 * (registry_replicas - 1))
+        self.ports = Ports(
+            registry=ports[0], registry_debug=ports[1], portus=ports[2], proxy_status=ports[3],
+            proxy_exporter=ports[4], more_registries=tuple(zip(ports[5::2], ports[6::2], strict=True)),
+        )
         self.site = site = adapt(rendered, self.ports, root / "site")
         outputs = rendered.outputs
         self.registry_host: str = outputs["registryHost"]
@@ -152,12 +171,19 @@ class Rig:
             child_env({**site.portus.env, "PYTHONPATH": str(REPO_ROOT)}), logs / "portus.log",
             lambda: _accepts(self.ports.portus),
         )
-        self.registry = Service(
-            "registry", with_hosts(site.registry.argv, site.hosts_file), child_env(site.registry.env),
-            logs / "registry.log", self._registry_healthy,
-        )
+        # Each registry replica's environment is the pod's alone (child_env): an AWS_CA_BUNDLE, say, from
+        # the caller's would change how Distribution's S3 client starts.
+        self.registries = []
+        for index, (workload, (_, debug_port)) in enumerate(zip(site.registries, self.ports.registries, strict=True)):
+            name = "registry" if index == 0 else f"registry-{index}"
+            self.registries.append(Service(
+                name, with_hosts(as_pod_user(workload.argv, workload.user), site.hosts_file), child_env(workload.env),
+                logs / f"{name}.log", functools.partial(_registry_healthy, debug_port),
+            ))
+        self.registry = self.registries[0]
         self.proxy = Service(
-            "proxy", site.proxy.argv, child_env(site.proxy.env), logs / "proxy.log", self._proxy_healthy
+            "proxy", as_pod_user(site.proxy.argv, site.proxy.user), child_env(site.proxy.env), logs / "proxy.log",
+            self._proxy_healthy,
         )
         self.exporter = Service(
             "exporter", site.exporter.argv, child_env(site.exporter.env), logs / "exporter.log",
@@ -168,7 +194,7 @@ class Rig:
             "reloader", site.reloader.argv, child_env(site.reloader.env), reloader_log,
             lambda: "watching" in reloader_log.read_text(),
         )
-        self.services = [self.portus, self.registry, self.proxy, self.exporter, self.reloader]
+        self.services = [self.portus, *self.registries, self.proxy, self.exporter, self.reloader]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,14 +239,6 @@ class Rig:
     def proxy_runtime(self) -> Path:
         """The parent of nginx's temp dirs (the pod's emptyDir)."""
         return self.site.proxy.path(PROXY_RUNTIME_DIR)
-
-    def _registry_healthy(self) -> bool:
-        try:
-            with contextlib.closing(http.client.HTTPConnection(LOOPBACK, self.ports.registry_debug, timeout=2)) as c:
-                c.request("GET", REGISTRY_HEALTH_PATH)
-                return c.getresponse().status == 200
-        except OSError:
-            return False
 
     def _proxy_healthy(self) -> bool:
         try:
@@ -294,20 +312,22 @@ class Rig:
         """Copy an image from the registry into a fresh ``dir:`` directory."""
         destination = self.root / "pulled" / f"{repository.replace('/', '_')}-{time.monotonic_ns()}"
         destination.mkdir(parents=True)
+        # --remove-signatures: the test images are unsigned, and skopeo would look for signatures in root's
+        # /var/lib/containers/sigstore, which a user namespace's root may not read.
         done = self.skopeo(
-            "copy", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
+            "copy", "--remove-signatures", "--authfile", str(self.authfile), "--src-cert-dir", str(self.site.ca_dir),
             f"docker://{registry or self.registry_host}/{repository}:{tag}", f"dir:{destination}",
         )
         return destination, done
 
 
 @contextlib.contextmanager
-def running(rendered: Rendered, parent: Path | None = None) -> Iterator[Rig]:
+def running(rendered: Rendered, parent: Path | None = None, registry_replicas: int = 1) -> Iterator[Rig]:
     """A started rig in a fresh directory under ``parent``; stopped and removed on exit."""
     with tempfile.TemporaryDirectory(prefix="rehearsal-", dir=parent) as root:
-        # nginx's workers run as nobody (the master as root): they must reach their temp dirs.
+        # The servers run under their pods' UIDs: they must reach their files below.
         os.chmod(root, 0o755)
-        rig = Rig(rendered, Path(root))
+        rig = Rig(rendered, Path(root), registry_replicas)
         try:
             rig.start()
             yield rig

@@ -6,9 +6,11 @@ are pruned, and a restore refuses a damaged dump or a database Portus is still c
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from components.database import DATABASE, USER
 from tests.conftest import REPO_ROOT, stack_config
 from tests.objects import container, env, get, pod_spec, secret_data
-from tests.rehearsal.processes import SBIN_PATH, child_env, run
+from tests.rehearsal.processes import IS_ROOT, SBIN_PATH, PodUser, as_pod_user, child_env, run
 from tests.rehearsal.test_database import SERVER_PROGRAMS, Database
 from tests.render import Rendered, render_stack
 
@@ -68,18 +70,24 @@ def rendered() -> Rendered:
 
 
 class BackupPod:
-    """A backup or restore pod's container, laid out under ``root``: each volume a local directory
-    (its ConfigMap and Secret files written), each path in the environment moved there."""
+    """A backup or restore pod's container, laid out under the database's directory as the kubelet lays
+    out its volumes for the pod's fsGroup (each volume a local directory, its ConfigMap and Secret files
+    written), run as the pod's user, each path in the environment moved there."""
 
-    def __init__(self, rendered: Rendered, cronjob: str, root: Path, database: Database) -> None:
+    def __init__(self, rendered: Rendered, cronjob: str, database: Database) -> None:
         workload = get(rendered, "CronJob", cronjob)
         self.spec = container(workload)
+        self.user = PodUser.of(pod_spec(workload), self.spec)
+        fs_group = self.user.groups[-1]
         volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
         self.mounts: dict[str, Path] = {}
         for mount in self.spec["volumeMounts"]:
-            local = root / mount["name"]
-            local.mkdir(parents=True, exist_ok=True)
+            local = database.root / "backup-pod" / mount["name"]
             volume = volumes[mount["name"]]
+            if not local.exists():  # the backup and the restore pod share the claim
+                local.mkdir(parents=True)
+                if {"emptyDir", "persistentVolumeClaim"} & volume.keys():
+                    Database.lay_out(local, fs_group)
             files: dict[str, str] = {}
             if "configMap" in volume:
                 files = get(rendered, "ConfigMap", volume["configMap"]["name"])["data"]
@@ -87,8 +95,12 @@ class BackupPod:
                 data = secret_data(get(rendered, "Secret", volume["secret"]["secretName"]))
                 files = {item["path"]: data[item["key"]] for item in volume["secret"]["items"]}
             for name, text in files.items():
-                (local / name).write_text(text)
-                (local / name).chmod(0o555 if "configMap" in volume else 0o400)
+                file = local / name
+                file.unlink(missing_ok=True)
+                file.write_text(text)
+                if "secret" in volume and IS_ROOT:
+                    os.chown(file, 0, fs_group)
+                file.chmod(0o555 if "configMap" in volume else 0o440)
             self.mounts[mount["mountPath"]] = local
         self.env = {name: self.local(value) for name, value in env(self.spec).items()}
         # The database Service's name resolves to the pod; here the server listens on loopback.
@@ -101,7 +113,8 @@ class BackupPod:
         return text
 
     def run(self, argv: list[str], **overrides: str) -> subprocess.CompletedProcess[str]:
-        return run([self.local(arg) for arg in argv], child_env({**self.env, **overrides}), timeout=60)
+        return run(as_pod_user([self.local(arg) for arg in argv], self.user), child_env({**self.env, **overrides}),
+                   timeout=60)
 
     def dumps(self) -> list[str]:
         return sorted(p.name for p in self.backups.iterdir())
@@ -122,17 +135,20 @@ class PortusDatabase(Database):
 
 
 @pytest.fixture
-def database(rendered: Rendered, tmp_path: Path) -> Iterator[PortusDatabase]:
-    (tmp_path / "db").mkdir()
-    password = secret_data(get(rendered, "Secret", "mariadb-credentials"))["password"]
-    db = PortusDatabase(get(rendered, "StatefulSet", "mariadb"), tmp_path / "db", password)
-    server = db.start(db.password)
-    try:
-        created = db.sql(entrypoint_sql(db.password))
-        assert created.returncode == 0, created.stderr
-        yield db
-    finally:
-        server.stop()
+def database(rendered: Rendered) -> Iterator[PortusDatabase]:
+    # Not pytest's tmp_path: the pods' UIDs must be able to reach the directories.
+    with tempfile.TemporaryDirectory(prefix="rehearsal-backup-") as root:
+        os.chmod(root, 0o755)
+        password = secret_data(get(rendered, "Secret", "mariadb-credentials"))["password"]
+        db = PortusDatabase(get(rendered, "StatefulSet", "mariadb"), Path(root), password)
+        db.install(db.pod_user)
+        server = db.start(db.password)
+        try:
+            created = db.sql(entrypoint_sql(db.password))
+            assert created.returncode == 0, created.stderr
+            yield db
+        finally:
+            server.stop()
 
 
 def as_portus(db: PortusDatabase, sql: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -153,7 +169,7 @@ def readme_restore_steps() -> list[str]:
 
 
 def test_a_backup_restores_with_the_readme_procedure(
-    rendered: Rendered, database: PortusDatabase, tmp_path: Path,
+    rendered: Rendered, database: PortusDatabase,
 ) -> None:
     db = database
     filled = as_portus(db, SCHEMA_SQL)
@@ -161,7 +177,7 @@ def test_a_backup_restores_with_the_readme_procedure(
     before = contents(db)
     assert "zoë" in before and "tags_audit" in before and "tag_count" in before and "nightly" in before
 
-    backup = BackupPod(rendered, "mariadb-backup", tmp_path / "backup-pod", db)
+    backup = BackupPod(rendered, "mariadb-backup", db)
     done = backup.run(container(get(rendered, "CronJob", "mariadb-backup"))["command"])
     assert done.returncode == 0, done.stderr
     [dump] = backup.dumps()
@@ -171,7 +187,7 @@ def test_a_backup_restores_with_the_readme_procedure(
     assert dropped.returncode == 0, dropped.stderr
 
     # The restore pod mounts the same claim: the same directory.
-    restore = BackupPod(rendered, "mariadb-restore", tmp_path / "backup-pod", db)
+    restore = BackupPod(rendered, "mariadb-restore", db)
     steps = readme_restore_steps()
     assert [shlex.split(step)[0] for step in steps] == ["ls", "restore"]
     listed = restore.run(shlex.split(steps[0]))
@@ -185,15 +201,16 @@ def test_a_backup_restores_with_the_readme_procedure(
 
 
 def test_a_failing_dump_exits_non_zero_and_leaves_no_file(
-    rendered: Rendered, database: PortusDatabase, tmp_path: Path,
+    rendered: Rendered, database: PortusDatabase,
 ) -> None:
     db = database
-    backup = BackupPod(rendered, "mariadb-backup", tmp_path / "backup-pod", db)
+    backup = BackupPod(rendered, "mariadb-backup", db)
     command = container(get(rendered, "CronJob", "mariadb-backup"))["command"]
     older = [f"{DATABASE}-20240101T031500Z.sql.gz"]
     (backup.backups / older[0]).write_bytes(b"an older dump")
-    wrong = tmp_path / "wrong-password"
+    wrong = db.root / "wrong-password"
     wrong.write_text("not-the-password")
+    wrong.chmod(0o444)
 
     failed = backup.run(command, MARIADB_PASSWORD_FILE=str(wrong))
     assert failed.returncode != 0
@@ -206,10 +223,10 @@ def test_a_failing_dump_exits_non_zero_and_leaves_no_file(
     assert len(backup.dumps()) == 2 and not [name for name in backup.dumps() if name.startswith(".")]
 
 
-def test_only_the_newest_dumps_are_kept(rendered: Rendered, database: PortusDatabase, tmp_path: Path
+def test_only_the_newest_dumps_are_kept(rendered: Rendered, database: PortusDatabase
                                         ) -> None:
     db = database
-    backup = BackupPod(rendered, "mariadb-backup", tmp_path / "backup-pod", db)
+    backup = BackupPod(rendered, "mariadb-backup", db)
     retain = int(backup.env["BACKUP_RETAIN"])
     old = [f"{DATABASE}-202401{day:02d}T031500Z.sql.gz" for day in range(1, retain + 3)]
     for name in old:
@@ -222,13 +239,13 @@ def test_only_the_newest_dumps_are_kept(rendered: Rendered, database: PortusData
 
 
 def test_restore_refuses_a_damaged_dump_or_a_connected_portus(
-    rendered: Rendered, database: PortusDatabase, tmp_path: Path,
+    rendered: Rendered, database: PortusDatabase,
 ) -> None:
     db = database
     assert as_portus(db, SCHEMA_SQL).returncode == 0
     before = contents(db)
-    restore = BackupPod(rendered, "mariadb-restore", tmp_path / "backup-pod", db)
-    backup = BackupPod(rendered, "mariadb-backup", tmp_path / "backup-pod", db)
+    restore = BackupPod(rendered, "mariadb-restore", db)
+    backup = BackupPod(rendered, "mariadb-backup", db)
     assert backup.run(container(get(rendered, "CronJob", "mariadb-backup"))["command"]).returncode == 0
     [dump] = backup.dumps()
 
