@@ -225,7 +225,8 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
             local.mkdir(parents=True, exist_ok=True)
             for file, content in files.items():
                 (local / file).write_text(content)
-            if IS_ROOT and name != "portus":
+            # The kubelet hands volumes to the pod's group only when the pod has one (fsGroup).
+            if IS_ROOT and name != "portus" and "fsGroup" in pod["securityContext"]:
                 _as_the_kubelet_lays_out(local, volume, pod["securityContext"]["fsGroup"])
         mounts[mount["mountPath"]] = local
     env = {e["name"]: _localize(_env_value(objects, e), mounts) for e in container.get("env", [])}

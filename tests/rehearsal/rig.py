@@ -191,7 +191,7 @@ class Rig:
         )
         reloader_log = logs / "reloader.log"
         self.reloader = Service(
-            "reloader", site.reloader.argv, child_env(site.reloader.env), reloader_log,
+            "reloader", as_pod_user(site.reloader.argv, site.reloader.user), child_env(site.reloader.env), reloader_log,
             lambda: "watching" in reloader_log.read_text(),
         )
         self.services = [self.portus, *self.registries, self.proxy, self.exporter, self.reloader]
