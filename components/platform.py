@@ -129,12 +129,13 @@ class PortusPlatform(pulumi.ComponentResource):
                 "registry": kube.service_dns_names(registry.NAME, ns, domain),
             },
             token_issuer=config.host,
-            # Portus's key is RSA 2048. Puma 3.x (Portus 2.4.3's; ext/puma_http11/mini_ssl.c @ v3.10.0) pins its ECDH
-            # curve to secp521r1 with SSL_CTX_set_tmp_ecdh; from OpenSSL 1.1 on that call sets the server's
-            # whole group list, and the image's OpenSSL 1.1.0 (openSUSE Leap 15.0) also checks the
-            # certificate's own curve against that list (ssl/t1_lib.c `tls1_check_ec_key`): an ECDSA P-256
-            # key has no usable curve and every handshake to Portus fails. An RSA key signs over any group
-            # (ECDHE-RSA on secp521r1), which nginx's upstream client and the registry's Go client offer.
+            # Portus's key is RSA 2048. Puma 3.x (Portus 2.4.3's; ext/puma_http11/mini_ssl.c @ v3.10.0)
+            # pins its ECDH curve to secp521r1 with SSL_CTX_set_tmp_ecdh; from OpenSSL 1.1 on that call sets
+            # the server's whole group list, and the image's OpenSSL 1.1.0 (openSUSE Leap 15.0) also checks
+            # the certificate's own curve against that list (ssl/t1_lib.c `tls1_check_ec_key`): an ECDSA
+            # P-256 key has no usable curve and every handshake to Portus fails. An RSA key signs over any
+            # group (ECDHE-RSA on secp521r1), which nginx's upstream client and the registry's Go client
+            # offer (the rehearsal's Portus stand-in serves TLS as Puma does).
             rsa_servers=[portus.NAME],
         ), child)
         kept = kube.KeptData(
