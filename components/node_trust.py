@@ -198,8 +198,10 @@ class NodeTrust(pulumi.ComponentResource):
                         service_account_name=account.metadata.name,
                         automount_service_account_token=False,
                         security_context=pod_security,
-                        # Every node that may run a pod pulls images, whatever its taints.
+                        # Every node that may run a pod pulls images, whatever its taints; Windows nodes
+                        # keep their certificates elsewhere (and cannot run this image).
                         tolerations=[k8s.core.v1.TolerationArgs(operator="Exists")],
+                        node_selector={"kubernetes.io/os": "linux"},
                         termination_grace_period_seconds=5,
                         containers=[k8s.core.v1.ContainerArgs(
                             name=NAME,

@@ -92,7 +92,8 @@ def test_it_runs_on_every_node_with_tight_requests(trusted: Rendered) -> None:
     daemonset = _daemonset(trusted)
     pod = pod_spec(daemonset)
     assert pod["tolerations"] == [{"operator": "Exists"}]
-    assert "nodeSelector" not in pod and "affinity" not in pod
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert "affinity" not in pod
     resources = container(daemonset)["resources"]
     assert resources == {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"cpu": "50m", "memory": "16Mi"}}
 
