@@ -10,10 +10,13 @@ platform = PortusPlatform("portus", config)
 
 pulumi.export("portalUrl", platform.portal_url)
 pulumi.export("registryHost", platform.registry_address)
-pulumi.export("caCertificate", platform.ca_cert_pem)
+# The chain clients must trust, and where to put it: unset when a public CA signs the edge certificate.
+if platform.ca_certificate is not None:
+    pulumi.export("caCertificate", platform.ca_certificate)
 pulumi.export("adminUsername", platform.admin_username)
 pulumi.export("adminPassword", platform.admin_password)
 pulumi.export("dockerLogin", platform.docker_login)
-pulumi.export("caInstallPaths", platform.ca_install_paths)
+if platform.ca_install_paths is not None:
+    pulumi.export("caInstallPaths", platform.ca_install_paths)
 pulumi.export("registryStorage", platform.registry_storage)
 pulumi.export("database", platform.database)

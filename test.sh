@@ -14,9 +14,15 @@ install_packages() {
         echo "test.sh: not a Debian or Ubuntu system; install the equivalents of:" $packages >&2
         return
     fi
-    local missing=()
-    for package in $packages; do
-        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+    local missing=() alternatives alternative installed
+    # A line `a|b` is satisfied by either package (Docker's containerd.io stands in for containerd);
+    # the first is installed when neither is.
+    for alternatives in $packages; do
+        installed=no
+        for alternative in ${alternatives//|/ }; do
+            dpkg-query -W -f='${Status}' "$alternative" 2>/dev/null | grep -q "ok installed" && installed=yes
+        done
+        [ "$installed" = yes ] || missing+=("${alternatives%%|*}")
     done
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" -ne 0 ]; then

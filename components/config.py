@@ -25,9 +25,21 @@ from components.database.endpoint import (
     ExternalDatabase,
     InternalDatabase,
 )
+from components.edge.certificate import (
+    CERT_MANAGER_DEFAULT_DURATION,
+    CERT_MANAGER_GROUP,
+    CERT_MANAGER_SECRET,
+    PLATFORM_SECRET,
+    CertManagerCertificate,
+    EdgeCertificateSource,
+    ExistingSecret,
+    GeneratedCertificate,
+    IssuerRef,
+)
 from components.edge.exposure import Edge, Exposure, IngressEdge, ProxyEdge
 from components.kube import ResourceSpec
 from components.monitoring import MetricsConfig
+from components.node_trust import NodeTrustConfig
 from components.portus import CATALOG_SYNC
 from components.portus.settings import Email, Ldap, OAuth, Permissions, PortusSettings, TagRetention
 from components.registry.cache import BlobDescriptorCache, InMemoryCache, RedisCache
@@ -52,16 +64,20 @@ from components.validation import (
     cpu_quantity,
     cron_schedule,
     dns_label,
+    duration_seconds,
     email,
     folder,
+    go_duration,
     host_name,
     host_port,
     int_between,
     ip_address,
+    kind_name,
     network_host,
     object_name,
     one_of,
     optional,
+    pem_certificates,
     pinned_image,
     port,
     portus_username,
@@ -127,6 +143,9 @@ class PlatformConfig:
     backup: BackupConfig
     metrics: MetricsConfig
     portus_settings: PortusSettings
+    tls: EdgeCertificateSource
+    """Where the edge certificate comes from."""
+    node_trust: NodeTrustConfig
 
     def _with_port(self, name: str) -> str:
         return name if self.exposure.port == 443 else f"{name}:{self.exposure.port}"
@@ -262,6 +281,15 @@ KEYS: tuple[Key, ...] = (
     Key("permissions", as_object, None, None,
         "What users who are not administrators may do (Portus's user_permission): {changeVisibility, createTeam,"
         " manageTeam, createNamespace, manageNamespace, createWebhook, manageWebhook, pushImages}."),
+    Key("tls", as_object, {}, None,
+        "Where the edge certificate comes from: {source: selfSigned (default: the platform CA signs it), secret "
+        "(secretName: an existing kubernetes.io/tls Secret in the namespace for host and registryHost) or "
+        "certManager (issuer: {name, kind: Issuer|ClusterIssuer, group}, duration, renewBefore); caCertificate: "
+        "the PEM of the private CA that signs a secret's or certManager's certificate (unset for a public CA)}."),
+    Key("nodeTrust", as_object, {}, None,
+        "Let the cluster's nodes pull from the registry: {enabled (default false): a DaemonSet writes the CA into "
+        "every node's /etc/containerd/certs.d/<registryHost>/, namespace (default portus-node-trust): its own "
+        "namespace, docker (default false): also /etc/docker/certs.d/<registryHost>/}."),
 )
 
 
@@ -335,6 +363,90 @@ def _parse_metrics(raw: dict[str, Any]) -> MetricsConfig:
     )
 
 
+# Each edge certificate source and the fields of `tls` it reads besides `source`.
+TLS_SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "selfSigned": (),
+    "secret": ("secretName", "caCertificate"),
+    "certManager": ("issuer", "duration", "renewBefore", "caCertificate"),
+}
+_TLS_FIELDS = ("source", "secretName", "caCertificate", "issuer", "duration", "renewBefore")
+
+
+def parse_tls(raw: dict[str, Any]) -> EdgeCertificateSource:
+    fields = ObjectValue("tls", raw, _TLS_FIELDS)
+    source = fields.get("source", one_of(*TLS_SOURCE_FIELDS), "selfSigned")
+    for name in _TLS_FIELDS[1:]:
+        if fields.has(name) and name not in TLS_SOURCE_FIELDS[source]:
+            readers = " or ".join(s for s, names in TLS_SOURCE_FIELDS.items() if name in names)
+            raise fields.error(name, f"only applies to tls.source={readers}, not {source}", name == "caCertificate")
+    return _TLS_SOURCES[source](fields)
+
+
+def _ca_certificate(fields: ObjectValue) -> str | None:
+    # Never shown: a value pasted by mistake may be a private key.
+    return fields.get("caCertificate", pem_certificates, None, secret=True)
+
+
+def _existing_secret(fields: ObjectValue) -> ExistingSecret:
+    name = fields.require(
+        "secretName", object_name,
+        "required with tls.source=secret: the kubernetes.io/tls Secret in the namespace with the edge certificate",
+    )
+    if name in (PLATFORM_SECRET, CERT_MANAGER_SECRET):
+        raise fields.error("secretName", f"{PLATFORM_SECRET} and {CERT_MANAGER_SECRET} are the platform's own "
+                                         "Secrets; name yours otherwise")
+    return ExistingSecret(secret_name=name, ca_certificate=_ca_certificate(fields))
+
+
+def _issuer(fields: ObjectValue) -> IssuerRef:
+    if not fields.has("issuer"):
+        raise fields.error("issuer", "required with tls.source=certManager: {name, kind: Issuer|ClusterIssuer, group}")
+    issuer = ObjectValue("tls.issuer", fields.raw["issuer"], ("name", "kind", "group"))
+    name = issuer.require("name", object_name, "the name of the Issuer or ClusterIssuer that signs the certificate")
+    group = issuer.get("group", object_name, CERT_MANAGER_GROUP)
+    if group != CERT_MANAGER_GROUP:
+        # An external issuer (AWS Private CA, Google CAS, step-ca, ...) has kinds of its own.
+        return IssuerRef(name, issuer.require("kind", kind_name, f"required with the issuer group {group}"), group)
+    return IssuerRef(name, issuer.get("kind", one_of("Issuer", "ClusterIssuer"), "Issuer"), group)
+
+
+def _cert_manager(fields: ObjectValue) -> CertManagerCertificate:
+    """cert-manager's own limits (internal/apis/certmanager/validation/certificate.go ``ValidateDuration`` @
+    v1.21.0): a duration of at least 1h, renewBefore at least 5m and shorter than the duration."""
+    duration = fields.get("duration", go_duration, None)
+    renew_before = fields.get("renewBefore", go_duration, None)
+    if duration and duration_seconds(duration) < 3600:
+        raise fields.error("duration", "at least 1h, cert-manager's minimum")
+    lifetime = duration or CERT_MANAGER_DEFAULT_DURATION
+    if renew_before and not 300 <= duration_seconds(renew_before) < duration_seconds(lifetime):
+        raise fields.error("renewBefore", f"at least 5m and shorter than the duration ({lifetime})")
+    return CertManagerCertificate(_issuer(fields), duration, renew_before, _ca_certificate(fields))
+
+
+_TLS_SOURCES: dict[str, Callable[[ObjectValue], EdgeCertificateSource]] = {
+    "selfSigned": lambda _fields: GeneratedCertificate(),
+    "secret": _existing_secret,
+    "certManager": _cert_manager,
+}
+
+
+def parse_node_trust(raw: dict[str, Any], platform_namespace: str, tls: EdgeCertificateSource) -> NodeTrustConfig:
+    fields = ObjectValue("nodeTrust", raw, ("enabled", "namespace", "docker"))
+    defaults = NodeTrustConfig()
+    config = NodeTrustConfig(
+        enabled=fields.get("enabled", as_bool, defaults.enabled),
+        namespace=fields.get("namespace", dns_label, defaults.namespace),
+        docker=fields.get("docker", as_bool, defaults.docker),
+    )
+    if config.enabled and config.namespace == platform_namespace:
+        raise fields.error("namespace", "a namespace of its own: its pods mount host directories, which the "
+                                        "platform's restricted namespace refuses")
+    if config.enabled and not tls.client_trust_configured:
+        raise fields.error("enabled", "nothing to install: a public CA signs the edge certificate (tls sets no "
+                                      "caCertificate), and the nodes trust it already")
+    return config
+
+
 def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     """Builds the typed config from raw values keyed by config key (without the project prefix)."""
     known = {key.name: key for key in KEYS}
@@ -359,6 +471,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     exposure = _parse_exposure(mode, values, raw)
     if values["renderYamlTo"] and values["adoptExisting"]:
         raise ConfigError("adoptExisting", True, "takes over objects in a cluster; renderYamlTo deploys to none")
+    tls = parse_tls(values["tls"])
     registry_storage = _parse_registry_storage(values)
     if values["registryReplicas"] > 1 and not registry_storage.shared:
         raise ConfigError(
@@ -401,6 +514,8 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         backup=database.backup,
         metrics=_parse_metrics(values["metrics"]),
         portus_settings=_parse_portus_settings(values),
+        tls=tls,
+        node_trust=parse_node_trust(values["nodeTrust"], values["namespace"], tls),
     )
 
 

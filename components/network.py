@@ -37,6 +37,9 @@ PEERS: dict[str, dict[str, str]] = {
     "bootstrap": _task_pods(tasks.BOOTSTRAP_COMPONENT),
     # The backup CronJob's pods and the restore pods started from it.
     "backup": kube.selector_labels(backup.NAME),
+    # cert-manager's HTTP-01 solver pods, started in the namespace of a Certificate (tls.source=certManager)
+    # with this label (pkg/issuer/acme/http/pod.go @ v1.21.0).
+    "acme-solver": {"acme.cert-manager.io/http01-solver": "true"},
 }
 
 
@@ -85,6 +88,11 @@ DATABASE_CLIENTS = ("portus", "background", "migrate", "bootstrap")
 
 # Only with backups on: their pods dump (and restore) the database.
 BACKUP_FLOW = Flow("backup", "database", database.PORT)
+
+
+def edge_source(ingress_controller_namespace: str | None) -> Outside:
+    """Where clients reach the edge from: the ingress controller, or (nodePort, loadBalancer) anywhere."""
+    return Outside(namespace=ingress_controller_namespace) if ingress_controller_namespace else ANYWHERE
 
 
 def token_realm_flows(host: str, port: int) -> list[Flow]:

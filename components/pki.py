@@ -4,7 +4,7 @@ signs registry tokens. Everything lives in Pulumi state, so keys and certificate
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -27,6 +27,8 @@ class PkiArgs:
     common name. Addresses become IP SANs: a client checks an address it connected to against those."""
     token_issuer: str
     """Portus's FQDN, recorded as the token certificate's common name."""
+    rsa_servers: Collection[str] = ()
+    """Servers whose key is RSA 2048 instead of ECDSA P-256, for a server that cannot serve an ECDSA key."""
 
 
 @dataclass
@@ -40,6 +42,12 @@ class ServerCertificate:
 def _ecdsa_key(name: str, parent: pulumi.Resource) -> tls.PrivateKey:
     # P-256: the provider's ECDSA default is P-224, which Go, browsers and Docker reject.
     return tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=parent))
+
+
+def _server_key(name: str, rsa: bool, parent: pulumi.Resource) -> tls.PrivateKey:
+    if rsa:
+        return tls.PrivateKey(name, algorithm="RSA", rsa_bits=2048, opts=pulumi.ResourceOptions(parent=parent))
+    return _ecdsa_key(name, parent)
 
 
 class Pki(pulumi.ComponentResource):
@@ -67,7 +75,7 @@ class Pki(pulumi.ComponentResource):
 
         self.certificates = {}
         for server, names in args.servers.items():
-            key = _ecdsa_key(f"{name}-{server}", self)
+            key = _server_key(f"{name}-{server}", server in args.rsa_servers, self)
             dns_names = [n for n in names if not ip_address(n)]
             ip_addresses = [n for n in names if ip_address(n)]
             request = tls.CertRequest(

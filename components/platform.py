@@ -9,13 +9,14 @@ import pulumi_kubernetes as k8s
 from components import kube, monitoring, network, portus, registry
 from components.config import PlatformConfig
 from components.database import backup, generated_password
+from components.edge import proxy
 from components.edge.certificate import EdgeCertificate, EdgeCertificateArgs
 from components.edge.exposure import EdgeParts, ProxyWorkload
 from components.edge.ingress import Backend
-from components.edge.proxy import Proxy
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.node_trust import NodeTrust, NodeTrustArgs
 from components.pki import Pki, PkiArgs
 from components.portus import Portus, PortusArgs, RegistryRecord
 from components.registry import Registry, RegistryArgs
@@ -87,11 +88,13 @@ def kept_data_provider(parent: pulumi.Resource, adopt_existing: bool, render_to:
 class PortusPlatform(pulumi.ComponentResource):
     portal_url: str
     registry_address: str
-    ca_cert_pem: pulumi.Output[str]
+    ca_certificate: pulumi.Input[str] | None
+    """The chain clients must trust; None when a public CA signs the edge certificate."""
     admin_username: str
     admin_password: pulumi.Output[str]
     docker_login: str
-    ca_install_paths: dict[str, str]
+    ca_install_paths: dict[str, str] | None
+    """Where to install ``ca_certificate``; None when there is nothing to install."""
     registry_storage: dict[str, str]
     database: dict[str, str]
 
@@ -114,13 +117,25 @@ class PortusPlatform(pulumi.ComponentResource):
         edge_mode = config.exposure
         pki = Pki("pki", PkiArgs(
             servers={
-                # The edge certificate (named after the proxy, which served it first: the name is part of
-                # its key's URN). The exposure decides its names and where the realm is inside.
-                "proxy": edge_mode.certificate_names(config.public_hosts, service_names),
+                # The proxy's certificate from the platform CA: its Service names, and the public names
+                # (or addresses) when the platform CA signs the edge, whatever serves them (the Ingresses,
+                # or the proxy). The exposure adds names to Portus's, where the token realm is inside.
+                "proxy": [
+                    *(config.public_hosts if config.tls.platform_signed else []),
+                    *service_names(proxy.NAME),
+                ],
                 "portus": [*service_names(portus.NAME), *edge_mode.portus_names(config.host)],
                 "registry": service_names(registry.NAME),
             },
             token_issuer=config.host,
+            # Portus's key is RSA 2048. Puma 3.x (Portus 2.4.3's; ext/puma_http11/mini_ssl.c @ v3.10.0)
+            # pins its ECDH curve to secp521r1 with SSL_CTX_set_tmp_ecdh; from OpenSSL 1.1 on that call sets
+            # the server's whole group list, and the image's OpenSSL 1.1.0 (openSUSE Leap 15.0) also checks
+            # the certificate's own curve against that list (ssl/t1_lib.c `tls1_check_ec_key`): an ECDSA
+            # P-256 key has no usable curve and every handshake to Portus fails. An RSA key signs over any
+            # group (ECDHE-RSA on secp521r1), which nginx's upstream client and the registry's Go client
+            # offer (the rehearsal's Portus stand-in serves TLS as Puma does).
+            rsa_servers=[portus.NAME],
         ), child)
         kept = kube.KeptData(
             config.storage.keep_on_destroy, config.storage.adopt_existing,
@@ -171,6 +186,7 @@ class PortusPlatform(pulumi.ComponentResource):
                 *network.FLOWS,
                 *edge_mode.flows(),
                 *config.database.flows(network.DATABASE_CLIENTS),
+                *config.tls.flows(edge_mode.clients()),
                 *([network.BACKUP_FLOW] if config.backup.enabled else []),
                 *monitoring.scrape_flows(config.metrics, metric_targets),
                 *network.token_realm_flows(config.host, config.exposure.port),
@@ -180,18 +196,21 @@ class PortusPlatform(pulumi.ComponentResource):
             ],
         ), child)
 
-        edge_certificate = EdgeCertificate("edge-certificate", EdgeCertificateArgs(
+        edge_certificate = EdgeCertificate("edge-certificate", config.tls, EdgeCertificateArgs(
             namespace=namespace.name,
-            certificate=pki.certificates["proxy"],
-            moved_from=pulumi.create_urn("proxy", Proxy.TYPE, parent=self),
+            hosts=config.public_hosts,
+            platform_certificate=pki.certificates["proxy"],
+            platform_ca_pem=pki.ca_cert_pem,
+            moved_from=proxy.component_urn("proxy", self),
         ), child)
+        edge_tls = edge_certificate.tls
         realm = edge_mode.deploy(EdgeParts(
             namespace=namespace.name,
             public_hosts=config.public_hosts,
             realm_host=config.host,
             service_names=service_names,
-            certificate=pki.certificates["proxy"],
-            tls_secret=edge_certificate.secret_name,
+            tls_secret=edge_tls.secret_name,
+            platform_tls_secret=edge_certificate.platform_secret,
             ca_secret=namespace.ca_secret,
             trust_bundle=namespace.trust_bundle,
             portus=Backend(portus.NAME, portus.PORT, fqdn(portus.NAME)),
@@ -227,6 +246,8 @@ class PortusPlatform(pulumi.ComponentResource):
             certificate=pki.certificates["portus"],
             token_key_pem=pki.token_key_pem,
             trust_bundle=namespace.trust_bundle,
+            edge_trust=edge_certificate.edge_trust,
+            edge_trust_pem=edge_certificate.edge_trust_pem,
             registry=RegistryRecord(
                 name=REGISTRY_RECORD_NAME,
                 hostname=f"{fqdn(registry.NAME)}:{registry.LISTEN_PORT}",
@@ -238,21 +259,31 @@ class PortusPlatform(pulumi.ComponentResource):
             wait_for=[*db.ready, reg],
         ), child)
 
+        if config.node_trust.enabled:
+            assert edge_tls.client_trust is not None, "config refuses nodeTrust without a CA to install"
+            NodeTrust("node-trust", NodeTrustArgs(
+                config=config.node_trust,
+                registry_address=config.registry_address,
+                ca_pem=edge_tls.client_trust,
+                image=config.images.proxy,
+                cluster_domain=domain,
+            ), child)
+
         self.portal_url = config.portal_url
         self.registry_address = config.registry_address
-        self.ca_cert_pem = pki.ca_cert_pem
+        self.ca_certificate = edge_tls.client_trust
         self.admin_username = config.admin_username
         self.admin_password = web.admin_password
         self.docker_login = (
             f"docker login {config.registry_address} --username {config.admin_username} --password-stdin"
         )
-        self.ca_install_paths = ca_install_paths(config.registry_address)
+        self.ca_install_paths = None if self.ca_certificate is None else ca_install_paths(config.registry_address)
         self.registry_storage = {**config.storage.registry.describe(), "replicas": str(config.registry_replicas)}
         self.database = config.database.describe()
         self.register_outputs({
             "portalUrl": self.portal_url,
             "registryHost": self.registry_address,
-            "caCertificate": self.ca_cert_pem,
+            **({} if self.ca_certificate is None else {"caCertificate": self.ca_certificate}),
             "adminUsername": self.admin_username,
             "adminPassword": self.admin_password,
         })

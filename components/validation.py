@@ -7,6 +7,8 @@ the one line a user sees, naming the key and the value.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import ipaddress
 import json
@@ -379,3 +381,53 @@ class ObjectValue:
         except ValueError as allowed:
             raise self.error(name, str(allowed), secret) from None
 
+
+
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+# Go's time.ParseDuration, which Kubernetes' metav1.Duration fields use (no sign: only lengths of time).
+_GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|μs|ms|s|m|h))+$")
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def kind_name(raw: Any) -> str:
+    value = as_str(raw)
+    if not _KIND.match(value):
+        raise ValueError("a Kubernetes kind, e.g. ClusterIssuer")
+    return value
+
+
+def pem_certificates(raw: Any) -> str:
+    """One or more PEM certificates (a CA and its intermediates), and never a private key; written as PEM
+    is, however the value was indented or wrapped in the stack file."""
+    value = as_str(raw).strip()
+    blocks = _PEM_BLOCK.findall(value)
+    if any("PRIVATE KEY" in label for label, _ in blocks) or "PRIVATE KEY" in value:
+        raise ValueError("this is a private key: give the CA's certificate (-----BEGIN CERTIFICATE-----) only")
+    try:
+        ders = [base64.b64decode("".join(body.split()), validate=True) for label, body in blocks
+                if label == "CERTIFICATE"]
+    except (binascii.Error, ValueError):
+        ders = []
+    if (not blocks or len(ders) != len(blocks) or not all(der[:1] == b"\x30" for der in ders)
+            or _PEM_BLOCK.sub("", value).strip()):
+        raise ValueError("PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
+    certificates = []
+    for der in ders:
+        body = base64.b64encode(der).decode()
+        lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+        certificates.append("\n".join(["-----BEGIN CERTIFICATE-----", *lines, "-----END CERTIFICATE-----"]))
+    return "\n".join(certificates) + "\n"
+
+
+def go_duration(raw: Any) -> str:
+    """A length of time as Kubernetes and cert-manager write it: 2160h, 90m, 1h30m."""
+    value = as_str(raw)
+    if not _GO_DURATION.match(value):
+        raise ValueError("a duration such as 2160h, 720h or 90m (units h, m, s)")
+    return value
+
+
+def duration_seconds(duration: str) -> float:
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in _GO_DURATION_PART.findall(duration))

@@ -29,6 +29,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from google.protobuf import json_format
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
@@ -57,8 +58,7 @@ class ResourceRecord:
     secret_outputs: list[str] = field(default_factory=list)
     options: dict[str, JSON] = field(default_factory=dict)
     """Resource options as the engine receives them: urn, parent, dependencies (URNs), protect,
-    retainOnDelete, deleteBeforeReplace, ignoreChanges, customTimeouts, aliases (each an earlier URN, or
-    the spec the engine makes one from: name, type, parentUrn, noParent; empty fields mean "as now")."""
+    retainOnDelete, deleteBeforeReplace, ignoreChanges, customTimeouts, aliases."""
 
     def to_json(self) -> dict[str, JSON]:
         return asdict(self)
@@ -939,6 +939,9 @@ class PlatformMocks(Mocks):
             return [r for r in self.records if r.type == type_token]
 
 
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
 class PlatformMonitor(MockMonitor):
     """A mock monitor that honours additional_secret_outputs and captures stack outputs."""
 
@@ -947,6 +950,15 @@ class PlatformMonitor(MockMonitor):
     def __init__(self, mocks: PlatformMocks) -> None:
         super().__init__(mocks)
         self.registered_outputs: dict[str, JSON] = {}
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """A URN as the engine makes it: the parent's whole type chain, except the root Stack's, before the
+        resource's own type (the SDK's mock keeps only the parent's last type, and the Stack's)."""
+        if parent:
+            parent_types = parent.split("::")[2]
+            if parent_types != ROOT_STACK_TYPE:
+                type_ = f"{parent_types}${type_}"
+        return super().make_urn("", type_, name)
 
     def RegisterResource(self, request: Any) -> Any:
         self.mocks.expect_secret_outputs(request.additionalSecretOutputs)
@@ -965,12 +977,10 @@ class PlatformMonitor(MockMonitor):
                 for kind in ("create", "update", "delete")
                 if getattr(request.customTimeouts, kind)
             },
+            # What the engine matches earlier URNs against: alias specs, or plain URNs from older SDKs.
             "aliases": [
-                {"urn": alias.urn} if alias.HasField("urn") else {
-                    "name": alias.spec.name, "type": alias.spec.type, "parentUrn": alias.spec.parentUrn,
-                    "noParent": alias.spec.noParent,
-                }
-                for alias in request.aliases
+                *(json_format.MessageToDict(alias) for alias in request.aliases),
+                *({"urn": urn} for urn in request.aliasURNs),
             ],
         })
         try:

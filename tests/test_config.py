@@ -13,11 +13,14 @@ import yaml
 from components.config import KEYS, PROJECT, parse_backup, parse_config
 from components.database.backup import BackupConfig
 from components.database.endpoint import ExternalDatabase, InternalDatabase
+from components.edge.certificate import CertManagerCertificate, ExistingSecret, GeneratedCertificate, IssuerRef
 from components.monitoring import MetricsConfig
+from components.node_trust import NodeTrustConfig
 from components.registry.cache import InMemoryCache, RedisCache
 from components.registry.storage import FilesystemStorage, S3Storage
 from components.validation import ConfigError
 from tests.conftest import MINIMAL_CONFIG, REPO_ROOT
+from tests.rehearsal.corporate import issue
 
 _REMOVE = object()
 S3 = {"type": "s3", "bucket": "portus-images", "region": "eu-west-1"}
@@ -216,6 +219,45 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("permission switch that is not a boolean", {"permissions": {"createTeam": "no"}},
      "permissions.createTeam.enabled"),
     ("permission Portus 2.4.3 does not have", {"permissions": {"deleteImages": False}}, "permissions.deleteImages"),
+    ("unknown certificate source", {"tls": {"source": "letsEncrypt"}}, "tls.source"),
+    ("unknown tls field", {"tls": {"secret": "corporate-tls"}}, "tls.secret"),
+    ("secret source without the Secret's name", {"tls": {"source": "secret"}}, "tls.secretName"),
+    ("Secret name with capitals", {"tls": {"source": "secret", "secretName": "Corporate_TLS"}}, "tls.secretName"),
+    ("Secret name with the selfSigned source", {"tls": {"secretName": "corporate-tls"}}, "tls.secretName"),
+    ("Secret name the platform uses", {"tls": {"source": "secret", "secretName": "proxy-tls"}}, "tls.secretName"),
+    ("issuer with the secret source", {"tls": {"source": "secret", "secretName": "corporate-tls",
+                                               "issuer": {"name": "corporate-ca"}}}, "tls.issuer"),
+    ("CA certificate with the selfSigned source", {"tls": {"caCertificate": "x"}}, "tls.caCertificate"),
+    ("CA certificate that is no PEM", {"tls": {"source": "secret", "secretName": "corporate-tls",
+                                               "caCertificate": "corporate root"}}, "tls.caCertificate"),
+    ("CA certificate that is a private key", {"tls": {"source": "secret", "secretName": "corporate-tls",
+                                                      "caCertificate": "-----BEGIN PRIVATE KEY-----\nMIIB\n"
+                                                                       "-----END PRIVATE KEY-----\n"}},
+     "tls.caCertificate"),
+    ("cert-manager without an issuer", {"tls": {"source": "certManager"}}, "tls.issuer"),
+    ("issuer without a name", {"tls": {"source": "certManager", "issuer": {"kind": "ClusterIssuer"}}},
+     "tls.issuer.name"),
+    ("cert-manager issuer of another kind", {"tls": {"source": "certManager",
+                                                     "issuer": {"name": "ca", "kind": "CertIssuer"}}},
+     "tls.issuer.kind"),
+    ("external issuer without its kind", {"tls": {"source": "certManager",
+                                                  "issuer": {"name": "pca", "group": "awspca.cert-manager.io"}}},
+     "tls.issuer.kind"),
+    ("certificate duration in days", {"tls": {"source": "certManager", "issuer": {"name": "ca"},
+                                              "duration": "90d"}}, "tls.duration"),
+    ("certificate duration under cert-manager's minimum", {"tls": {"source": "certManager", "issuer": {"name": "ca"},
+                                                                   "duration": "30m"}}, "tls.duration"),
+    ("renewal no earlier than expiry", {"tls": {"source": "certManager", "issuer": {"name": "ca"},
+                                                "duration": "720h", "renewBefore": "720h"}}, "tls.renewBefore"),
+    ("renewal later than cert-manager's default lifetime", {"tls": {"source": "certManager",
+                                                                    "issuer": {"name": "ca"},
+                                                                    "renewBefore": "2200h"}}, "tls.renewBefore"),
+    ("node trust flag that is not a boolean", {"nodeTrust": {"enabled": "yes"}}, "nodeTrust.enabled"),
+    ("unknown node trust field", {"nodeTrust": {"containerd": True}}, "nodeTrust.containerd"),
+    ("node trust in the platform's namespace", {"nodeTrust": {"enabled": True, "namespace": "portus"}},
+     "nodeTrust.namespace"),
+    ("node trust with nothing to install", {"tls": {"source": "secret", "secretName": "public-tls"},
+                                            "nodeTrust": {"enabled": True}}, "nodeTrust.enabled"),
 ]
 
 
@@ -409,3 +451,31 @@ def test_replicas_on_a_shared_claim() -> None:
 def test_an_external_database_turns_backups_off() -> None:
     config = parse_config({**MINIMAL_CONFIG, "database": EXTERNAL_DB})
     assert config.backup.enabled is False
+
+
+def test_certificate_sources_and_node_trust_from_config() -> None:
+    config = parse_config(MINIMAL_CONFIG)
+    assert config.tls == GeneratedCertificate()
+    assert config.node_trust == NodeTrustConfig(enabled=False, namespace="portus-node-trust", docker=False)
+    ca = issue(["portus.example.com"]).root_pem
+    # Indentation and blank lines from a YAML block do not matter: what clients get is the certificate.
+    secret = parse_config({**MINIMAL_CONFIG, "tls": {"source": "secret", "secretName": "corporate-tls",
+                                                     "caCertificate": "\n  " + ca.replace("\n", "\n  ")}})
+    assert secret.tls == ExistingSecret("corporate-tls", ca)
+    external = parse_config({**MINIMAL_CONFIG, "tls": {"source": "certManager", "issuer": {
+        "name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io",
+    }}})
+    assert external.tls == CertManagerCertificate(IssuerRef("pca", "AWSPCAClusterIssuer", "awspca.cert-manager.io"))
+    assert parse_config({**MINIMAL_CONFIG, "tls": {"source": "certManager", "issuer": {"name": "ca"}}}).tls == (
+        CertManagerCertificate(IssuerRef("ca", "Issuer", "cert-manager.io"))
+    )
+    trusted = parse_config({**MINIMAL_CONFIG, "nodeTrust": {"enabled": True, "docker": True}})
+    assert trusted.node_trust == NodeTrustConfig(enabled=True, docker=True)
+
+
+def test_a_private_key_given_as_ca_certificate_is_never_shown() -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(ConfigError) as error:
+        parse_config({**MINIMAL_CONFIG, "tls": {"source": "secret", "secretName": "x", "caCertificate": key}})
+    assert "MIIEvQ" not in str(error.value)
+    assert str(error.value).startswith("config error: portus:tls.caCertificate = '[secret]': this is a private key")

@@ -405,7 +405,8 @@ def test_service_gets_stable_cluster_ip_and_auto_name(mocks: PlatformMocks) -> N
     assert headless_ip == "None"
     assert re.fullmatch(r"db-[0-9a-f]{8}", auto_name) and namespace == "default"
     assert resource_id == "portus/web"
-    record = mocks.by_type("kubernetes:core/v1:Service")[0]
+    # Registrations run on executor threads: the order they are recorded in is not the program's.
+    record = next(r for r in mocks.by_type("kubernetes:core/v1:Service") if r.name == "web")
     assert record.inputs["spec"]["ports"] == [
         {"port": 80}
     ]  # ints, not protobuf doubles

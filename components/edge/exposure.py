@@ -28,7 +28,6 @@ from components.edge.ingress import Backend, PublicIngress, PublicIngressArgs
 from components.edge.proxy import Proxy, ProxyArgs
 from components.monitoring import Target
 from components.network import ANYWHERE, Flow, Outside
-from components.pki import ServerCertificate
 from components.validation import quantity_value
 
 
@@ -58,10 +57,10 @@ class EdgeParts:
     """The host of the token realm (``host``)."""
     service_names: Callable[[str], list[str]]
     """Every in-cluster name of a Service of the platform's namespace."""
-    certificate: ServerCertificate
-    """The edge certificate."""
     tls_secret: pulumi.Input[str]
-    """The Secret that holds it."""
+    """The edge certificate's Secret, served on the public names."""
+    platform_tls_secret: pulumi.Input[str]
+    """The proxy's certificate from the platform CA, for its Service names."""
     ca_secret: pulumi.Input[str]
     trust_bundle: pulumi.Input[str]
     portus: Backend
@@ -90,15 +89,15 @@ class Edge(Protocol):
         """The public port: the same number inside the cluster as outside."""
         ...
 
-    def certificate_names(self, public_hosts: list[str], service_names: Callable[[str], list[str]]) -> list[str]:
-        """The names the edge certificate carries."""
-        ...
-
     def portus_names(self, realm_host: str) -> list[str]:
         """Names Portus's own certificate carries besides its Service's."""
         ...
 
     def deploy(self, parts: EdgeParts, opts: pulumi.ResourceOptions) -> Realm: ...
+
+    def clients(self) -> Outside:
+        """Where clients reach the edge from."""
+        ...
 
     def flows(self) -> list[Flow]:
         """The connections this edge needs, besides the platform's own."""
@@ -117,15 +116,16 @@ class ProxyEdge:
     mode: Exposure
     port: int
 
-    def certificate_names(self, public_hosts: list[str], service_names: Callable[[str], list[str]]) -> list[str]:
-        return [*public_hosts, *service_names(proxy.NAME)]
-
     def portus_names(self, realm_host: str) -> list[str]:
         return []
 
+    def clients(self) -> Outside:
+        return ANYWHERE
+
     def deploy(self, parts: EdgeParts, opts: pulumi.ResourceOptions) -> Realm:
         settings = nginx_conf.NginxSettings(
-            server_names=parts.public_hosts + parts.service_names(proxy.NAME),
+            server_names=parts.public_hosts,
+            service_names=parts.service_names(proxy.NAME),
             portus=_upstream(parts.portus, keepalive=16),
             registry=_upstream(parts.registry, keepalive=32),
             # One per CPU of the proxy's limit (nginx_conf.py says why not `auto`).
@@ -139,8 +139,8 @@ class ProxyEdge:
             replicas=parts.proxy.replicas,
             resources=parts.proxy.resources,
             settings=settings,
-            certificate=parts.certificate,
-            tls_secret=parts.tls_secret,
+            edge_tls_secret=parts.tls_secret,
+            platform_tls_secret=parts.platform_tls_secret,
             trust_bundle=parts.trust_bundle,
             service_type="NodePort" if self.mode is Exposure.NODE_PORT else "LoadBalancer",
             public_port=self.port,
@@ -150,7 +150,7 @@ class ProxyEdge:
 
     def flows(self) -> list[Flow]:
         return [
-            Flow(ANYWHERE, "proxy", nginx_conf.LISTEN_PORT),
+            Flow(self.clients(), "proxy", nginx_conf.LISTEN_PORT),
             # Portus follows the public token realm, which resolves to the proxy inside its pods.
             Flow("portus", "proxy", nginx_conf.LISTEN_PORT),
             Flow("background", "proxy", nginx_conf.LISTEN_PORT),
@@ -176,11 +176,11 @@ class IngressEdge:
     ingress_controller_namespace: str
     mode: ClassVar[Exposure] = Exposure.INGRESS
 
-    def certificate_names(self, public_hosts: list[str], service_names: Callable[[str], list[str]]) -> list[str]:
-        return list(public_hosts)
-
     def portus_names(self, realm_host: str) -> list[str]:
         return [realm_host]
+
+    def clients(self) -> Outside:
+        return Outside(namespace=self.ingress_controller_namespace)
 
     def deploy(self, parts: EdgeParts, opts: pulumi.ResourceOptions) -> Realm:
         edge = PublicIngress("ingress", PublicIngressArgs(
@@ -200,7 +200,7 @@ class IngressEdge:
         return Realm([parts.realm_host], edge.realm_service, ingress.REALM_SERVICE)
 
     def flows(self) -> list[Flow]:
-        controller = Outside(namespace=self.ingress_controller_namespace)
+        controller = self.clients()
         return [
             # ingress-nginx connects to the pods behind a Service, not to its cluster IP.
             Flow(controller, "portus", portus.PORT),

@@ -4,6 +4,10 @@ Routing follows Portus's own example (token and webhook endpoints to Portus, the
 the registry, everything else to Portus) and fixes what that example got wrong: every upstream is
 verified against the platform CA, and layer uploads and downloads stream through memory instead of
 being spooled to disk.
+
+Two servers answer on the port with the same routes: the public names with the edge certificate (from
+wherever ``tls.source`` takes it), and the proxy's Service names, for clients inside the cluster that
+verify it against the platform CA, with the proxy's platform certificate.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 LISTEN_PORT = 8443
 HEALTH_PATH = "/healthz"
 TLS_DIR = "/etc/nginx/tls"
+PLATFORM_TLS_DIR = "/etc/nginx/platform-tls"
 TRUST_FILE = "/etc/nginx/trust/ca.crt"
 RUNTIME_DIR = "/tmp/nginx"
 # nginx's connection counters (stub_status), for the exporter beside it in the pod and nothing else:
@@ -39,12 +44,16 @@ class Upstream:
 @dataclass(frozen=True)
 class NginxSettings:
     server_names: list[str]
+    """The public names, served with the edge certificate (``tls_dir``)."""
+    service_names: list[str]
+    """The proxy's Service names, served with its platform certificate (``platform_tls_dir``)."""
     portus: Upstream
     registry: Upstream
     worker_processes: int
     """One per CPU the container may use (its CPU limit, rounded up)."""
     listen_port: int = LISTEN_PORT
     tls_dir: str = TLS_DIR
+    platform_tls_dir: str = PLATFORM_TLS_DIR
     trust_file: str = TRUST_FILE
     runtime_dir: str = RUNTIME_DIR
     log_level: str = "warn"
@@ -67,6 +76,52 @@ def _proxy_to(name: str, upstream: Upstream) -> str:
         f"            proxy_pass https://{name};\n"
         f"            proxy_ssl_name {upstream.host};\n"
     )
+
+
+def _server(settings: NginxSettings, names: list[str], tls_dir: str) -> str:
+    """A server for ``names`` with the certificate in ``tls_dir``, and every route."""
+    return f"""\
+    server {{
+        listen {settings.listen_port} ssl;
+        server_name {" ".join(names)};
+        ssl_certificate {tls_dir}/tls.crt;
+        ssl_certificate_key {tls_dir}/tls.key;
+
+        location = {HEALTH_PATH} {{
+            access_log off;
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+
+        # A Portus that hangs must not hang `docker login`: fail the token request quickly instead.
+        location = /v2/token {{
+{_proxy_to("portus", settings.portus)}            proxy_read_timeout 30s;
+        }}
+
+        location = /v2/webhooks/events {{
+{_proxy_to("portus", settings.portus)}        }}
+
+        location /v2/ {{
+{_proxy_to("registry", settings.registry)}
+            add_header Docker-Distribution-Api-Version $docker_distribution_api_version always;
+            # Stream layers both ways: no spooling to disk, no 1 GiB temp-file ceiling.
+            proxy_request_buffering off;
+            proxy_buffering off;
+            # Streaming moves one buffer per read and write: the small defaults cost up to a third of pull
+            # speed; 256k each way streams as fast as direct, for about 0.5 MiB per layer in flight.
+            client_body_buffer_size 256k;
+            proxy_buffer_size 256k;
+            # Unused when not buffering, but nginx checks its busy-buffer size against them.
+            proxy_buffers 4 256k;
+            proxy_read_timeout 900s;
+            proxy_send_timeout 900s;
+        }}
+
+        location / {{
+{_proxy_to("portus", settings.portus)}            proxy_read_timeout 120s;
+        }}
+    }}
+"""
 
 
 def render_nginx_conf(settings: NginxSettings) -> str:
@@ -106,78 +161,40 @@ http {{
         '' 'registry/2.0';
     }}
 
+    # TLS of both servers below. TLS 1.2 ciphers (TLS 1.3 clients already get AES-128-GCM): AES-128-GCM
+    # first, as safe as AES-256 here and cheaper per byte of layer data.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers {":".join(CIPHERS)};
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:edge:10m;
+    ssl_session_timeout 1h;
+
+    # Layers of any size, sent in chunks by the Docker client.
+    client_max_body_size 0;
+    chunked_transfer_encoding on;
+
+    # Every hop inside the cluster is TLS, verified against the platform CA.
+    proxy_ssl_verify on;
+    proxy_ssl_verify_depth 2;
+    proxy_ssl_trusted_certificate {settings.trust_file};
+    proxy_ssl_server_name on;
+    proxy_ssl_protocols TLSv1.2 TLSv1.3;
+    proxy_ssl_session_reuse on;
+
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    # Upstreams are Services in the same cluster: a connection that takes longer is not coming.
+    proxy_connect_timeout 5s;
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-Proto https;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Real-IP $remote_addr;
+
 {_upstream("portus", settings.portus)}
 {_upstream("registry", settings.registry)}
-    server {{
-        listen {settings.listen_port} ssl;
-        server_name {" ".join(settings.server_names)};
-
-        ssl_certificate {settings.tls_dir}/tls.crt;
-        ssl_certificate_key {settings.tls_dir}/tls.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        # TLS 1.2 only (TLS 1.3 clients already get AES-128-GCM): AES-128-GCM first, as safe as AES-256
-        # here and cheaper per byte of layer data.
-        ssl_ciphers {":".join(CIPHERS)};
-        ssl_prefer_server_ciphers off;
-        ssl_session_cache shared:edge:10m;
-        ssl_session_timeout 1h;
-
-        # Layers of any size, sent in chunks by the Docker client.
-        client_max_body_size 0;
-        chunked_transfer_encoding on;
-
-        # Every hop inside the cluster is TLS, verified against the platform CA.
-        proxy_ssl_verify on;
-        proxy_ssl_verify_depth 2;
-        proxy_ssl_trusted_certificate {settings.trust_file};
-        proxy_ssl_server_name on;
-        proxy_ssl_protocols TLSv1.2 TLSv1.3;
-        proxy_ssl_session_reuse on;
-
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        # Upstreams are Services in the same cluster: a connection that takes longer is not coming.
-        proxy_connect_timeout 5s;
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-Proto https;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Real-IP $remote_addr;
-
-        location = {HEALTH_PATH} {{
-            access_log off;
-            default_type text/plain;
-            return 200 "ok\\n";
-        }}
-
-        # A Portus that hangs must not hang `docker login`: fail the token request quickly instead.
-        location = /v2/token {{
-{_proxy_to("portus", settings.portus)}            proxy_read_timeout 30s;
-        }}
-
-        location = /v2/webhooks/events {{
-{_proxy_to("portus", settings.portus)}        }}
-
-        location /v2/ {{
-{_proxy_to("registry", settings.registry)}
-            add_header Docker-Distribution-Api-Version $docker_distribution_api_version always;
-            # Stream layers both ways: no spooling to disk, no 1 GiB temp-file ceiling.
-            proxy_request_buffering off;
-            proxy_buffering off;
-            # Streaming moves one buffer per read and write: the small defaults cost up to a third of pull
-            # speed; 256k each way streams as fast as direct, for about 0.5 MiB per layer in flight.
-            client_body_buffer_size 256k;
-            proxy_buffer_size 256k;
-            # Unused when not buffering, but nginx checks its busy-buffer size against them.
-            proxy_buffers 4 256k;
-            proxy_read_timeout 900s;
-            proxy_send_timeout 900s;
-        }}
-
-        location / {{
-{_proxy_to("portus", settings.portus)}            proxy_read_timeout 120s;
-        }}
-    }}
-
+    # The port's default server, first: a client that names no host (an address, a probe) gets the edge.
+{_server(settings, settings.server_names, settings.tls_dir)}
+{_server(settings, settings.service_names, settings.platform_tls_dir)}
     server {{
         listen {STATUS_ADDRESS}:{settings.status_port};
         access_log off;

@@ -12,6 +12,7 @@ from components import kube
 from components.edge.nginx_conf import (
     HEALTH_PATH,
     LISTEN_PORT,
+    PLATFORM_TLS_DIR,
     RUNTIME_DIR,
     STATUS_ADDRESS,
     STATUS_PATH,
@@ -20,10 +21,13 @@ from components.edge.nginx_conf import (
     NginxSettings,
     render_nginx_conf,
 )
-from components.pki import ServerCertificate
+from components.edge.reloader import reloader_container
 
 NAME = "proxy"
 COMPONENT = "proxy"
+TYPE = "portus:proxy:Proxy"
+CONFIG_DIR = "/etc/nginx/conf"
+CONFIG_FILE = f"{CONFIG_DIR}/nginx.conf"
 # A high UID of no account on the node. nginx-unprivileged runs under any UID: with this nginx.conf every
 # file it writes (pid, temp paths) is under the runtime emptyDir, and it logs to stdout and stderr.
 RUN_AS = kube.RunAs(user=10101, group=10101)
@@ -54,10 +58,10 @@ class ProxyArgs:
     replicas: int
     resources: kube.ResourceSpec
     settings: NginxSettings
-    certificate: ServerCertificate
-    """The edge certificate: the pods roll when it changes."""
-    tls_secret: pulumi.Input[str]
-    """The Secret it is served from."""
+    edge_tls_secret: pulumi.Input[str]
+    """The edge certificate's Secret, served on the public names."""
+    platform_tls_secret: pulumi.Input[str]
+    """The proxy's certificate from the platform CA, served on its Service names."""
     trust_bundle: pulumi.Input[str]
     service_type: str
     """``NodePort`` (the node port is the public port) or ``LoadBalancer``."""
@@ -67,17 +71,18 @@ class ProxyArgs:
 
 
 class Proxy(pulumi.ComponentResource):
-    TYPE = "portus:proxy:Proxy"
     service_name: pulumi.Output[str]
     internal_service: k8s.core.v1.Service
     """A Service of type ClusterIP in front of the proxy, whose address Portus's pods resolve the public
     names to."""
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(self.TYPE, name, None, opts)
+        super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         version = kube.image_version(args.image)
         nginx_conf = render_nginx_conf(args.settings)
+        served_files = [f"{directory}/{file}" for directory in (TLS_DIR, PLATFORM_TLS_DIR)
+                        for file in ("tls.crt", "tls.key")]
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
@@ -85,20 +90,19 @@ class Proxy(pulumi.ComponentResource):
             data={"nginx.conf": nginx_conf},
             opts=child,
         )
-
+        mounts = [
+            k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="platform-tls", mount_path=PLATFORM_TLS_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_FILE.rsplit("/", 1)[0], read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="runtime", mount_path=RUNTIME_DIR),
+        ]
         container = k8s.core.v1.ContainerArgs(
             name="nginx",
             image=args.image,
-            command=["nginx", "-c", "/etc/nginx/conf/nginx.conf", "-g", "daemon off;"],
+            command=["nginx", "-c", CONFIG_FILE, "-g", "daemon off;"],
             ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=LISTEN_PORT)],
-            volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="config", mount_path="/etc/nginx/conf", read_only=True),
-                k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
-                k8s.core.v1.VolumeMountArgs(
-                    name="trust", mount_path=TRUST_FILE.rsplit("/", 1)[0], read_only=True
-                ),
-                k8s.core.v1.VolumeMountArgs(name="runtime", mount_path=RUNTIME_DIR),
-            ],
+            volume_mounts=mounts,
             readiness_probe=kube.https_probe(HEALTH_PATH, "https", period=5),
             liveness_probe=kube.https_probe(HEALTH_PATH, "https", period=20, failures=3),
             lifecycle=k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
@@ -112,20 +116,25 @@ class Proxy(pulumi.ComponentResource):
             kube.pod_spec(
                 kube.service_account(f"{name}-sa", NAME, args.namespace, COMPONENT, child),
                 RUN_AS,
-                [container, exporter_container(args.exporter_image, args.settings.status_port)],
+                [
+                    container,
+                    exporter_container(args.exporter_image, args.settings.status_port),
+                    reloader_container(args.image, CONFIG_FILE, served_files, mounts),
+                ],
                 [
                     kube.config_map_volume("config", config.metadata.name),
-                    kube.secret_volume("tls", args.tls_secret),
+                    kube.secret_volume("tls", args.edge_tls_secret),
+                    kube.secret_volume("platform-tls", args.platform_tls_secret),
                     kube.config_map_volume("trust", args.trust_bundle),
                     kube.empty_dir("runtime", "64Mi"),
                 ],
                 termination_grace_period_seconds=GRACE_SECONDS,
+                # The reloader signals the nginx master of the container beside it.
+                share_process_namespace=True,
                 topology_spread_constraints=kube.spread_over_nodes(NAME),
             ),
-            {
-                "checksum/config": kube.checksum(nginx_conf),
-                "checksum/secret": kube.checksum(args.certificate.cert_pem, args.certificate.private_key_pem),
-            },
+            # No checksum of the certificates: a changed certificate reaches nginx by a reload, not a roll.
+            {"checksum/config": kube.checksum(nginx_conf)},
             child,
         )
         if args.replicas > 1:
@@ -154,6 +163,11 @@ class Proxy(pulumi.ComponentResource):
             child, selector=kube.selector_labels(NAME),
         )
         self.register_outputs({"serviceName": self.service_name})
+
+
+def component_urn(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The URN of the proxy component named ``name`` under ``parent``, whether or not it is declared."""
+    return pulumi.create_urn(name, TYPE, parent=parent)
 
 
 def exporter_container(image: str, status_port: int) -> k8s.core.v1.ContainerArgs:

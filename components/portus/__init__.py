@@ -99,6 +99,10 @@ class PortusArgs:
     certificate: ServerCertificate
     token_key_pem: pulumi.Input[str]
     trust_bundle: pulumi.Input[str]
+    edge_trust: pulumi.Input[str]
+    """Name of the ConfigMap with the chain the edge's clients must trust (``ca.crt``)."""
+    edge_trust_pem: pulumi.Input[str]
+    """That chain's text, so that a change rolls the pods that build their bundle from it."""
     registry: RegistryRecord
     admin_username: str
     admin_email: str
@@ -157,6 +161,7 @@ class Portus(pulumi.ComponentResource):
                 secret_key_base.result, portus_password.result, args.token_key_pem,
                 args.certificate.cert_pem, args.certificate.private_key_pem,
             ),
+            "checksum/trust": kube.checksum(args.edge_trust_pem),
         }
         if settings.secrets or settings.trust_config_map:
             pod_annotations["checksum/settings"] = settings.checksum
@@ -253,6 +258,7 @@ class Portus(pulumi.ComponentResource):
                     "secrets", secrets, [k8s.core.v1.KeyToPathArgs(key="token.key", path="token.key")]
                 ),
                 kube.config_map_volume("trust", args.trust_bundle),
+                kube.config_map_volume("edge-trust", args.edge_trust),
                 *extra_trust,
                 kube.empty_dir("ca-bundle", "8Mi"),
                 kube.empty_dir("app-tmp", "512Mi"),

@@ -37,6 +37,8 @@ from components.database import DatabaseConnection
 APP_DIR = "/srv/Portus"
 TOKEN_KEY_FILE = "/etc/portus/token/token.key"
 TRUST_DIR = "/etc/portus/trust"
+# The chain clients of the edge must trust: Portus reaches the public token realm through the edge.
+EDGE_TRUST_DIR = "/etc/portus/edge-trust"
 CA_BUNDLE_DIR = "/etc/portus/ca-bundle"
 CA_BUNDLE_FILE = f"{CA_BUNDLE_DIR}/ca-bundle.pem"
 # CAs that only Portus trusts (its directory's, its mail relay's), added to its bundle: the ``*.crt``
@@ -198,12 +200,18 @@ def secret_files_volume(secrets: Sequence[PortusSecret]) -> k8s.core.v1.VolumeAr
 
 
 def trust_bundle_init(image: str, extra_trust: bool = False) -> k8s.core.v1.ContainerArgs:
-    """The system roots plus the platform CA (and, with ``extra_trust``, the ``*.crt`` files of the
-    EXTRA_TRUST_VOLUME volume), assembled without root (update-ca-certificates needs it).
+    """The system roots, the platform CA (every hop inside the cluster), the edge's chain (the token realm
+    under the public names; empty when a public CA, among the system roots, signs the edge) and, with
+    ``extra_trust``, the ``*.crt`` files of the EXTRA_TRUST_VOLUME volume, assembled without root
+    (update-ca-certificates needs it).
 
-    Without the system roots only outside services would fail, so that is a warning."""
+    Without the system roots only outside services (or an edge signed by a public CA) would fail, so that
+    is a warning."""
     extra = f" {EXTRA_TRUST_DIR}/*.crt" if extra_trust else ""
-    mounts = [k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True)]
+    mounts = [
+        k8s.core.v1.VolumeMountArgs(name="trust", mount_path=TRUST_DIR, read_only=True),
+        k8s.core.v1.VolumeMountArgs(name="edge-trust", mount_path=EDGE_TRUST_DIR, read_only=True),
+    ]
     if extra_trust:
         mounts.append(
             k8s.core.v1.VolumeMountArgs(name=EXTRA_TRUST_VOLUME, mount_path=EXTRA_TRUST_DIR, read_only=True)
@@ -213,8 +221,8 @@ def trust_bundle_init(image: str, extra_trust: bool = False) -> k8s.core.v1.Cont
         image,
         [
             "sh", "-c",
-            f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2; cat {TRUST_DIR}/ca.crt{extra}; }}"
-            f" > {CA_BUNDLE_FILE}",
+            f"{{ cat {SYSTEM_ROOTS} || echo 'warning: no system CA bundle' >&2;"
+            f" cat {TRUST_DIR}/ca.crt {EDGE_TRUST_DIR}/ca.crt{extra}; }} > {CA_BUNDLE_FILE}",
         ],
         [*mounts, k8s.core.v1.VolumeMountArgs(name="ca-bundle", mount_path=CA_BUNDLE_DIR)],
     )

@@ -15,8 +15,6 @@ stay one: a password of digits would reach Portus as a number.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +39,7 @@ from components.validation import (
     host_name,
     int_between,
     one_of,
+    pem_certificates,
 )
 from components.validation import port as port_number
 
@@ -102,7 +101,6 @@ secret_name = _matches(_SECRET_NAME, "the name of a Secret in the platform's nam
 secret_key = _matches(re.compile(r"[-._a-zA-Z0-9]{1,253}"), "a Secret key: letters, digits, '-', '_' or '.'")
 display_name = _matches(re.compile(r"[^<>\"@\x00-\x1f\x7f]{1,64}"),
                         "1 to 64 characters without <, >, \", @ or control characters")
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
 def host(raw: Any) -> str:
@@ -148,23 +146,6 @@ def https_url(path_allowed: bool) -> Callable[[Any], str]:
         return value.rstrip("/") if not path_allowed else value
 
     return parse
-
-
-def pem_certificates(raw: Any) -> str:
-    """One or more PEM certificates (a CA and its intermediates), normalized to end with a newline."""
-    value = as_str(raw).strip()
-    blocks = _PEM_BLOCK.findall(value)
-    if any("PRIVATE KEY" in label for label, _ in blocks):
-        raise ValueError("this is a private key: give the CA's certificate (-----BEGIN CERTIFICATE-----) only")
-    try:
-        valid = bool(blocks) and all(
-            label == "CERTIFICATE" and base64.b64decode(body, validate=False)[:1] == b"\x30" for label, body in blocks
-        )
-    except (binascii.Error, ValueError):
-        valid = False
-    if not valid or _PEM_BLOCK.sub("", value).strip():
-        raise ValueError("PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)")
-    return value + "\n"
 
 
 def address_ranges(raw: Any) -> tuple[str, ...]:

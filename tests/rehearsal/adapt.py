@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 
+from components.edge.nginx_conf import PLATFORM_TLS_DIR, TRUST_FILE
 from components.edge.nginx_conf import RUNTIME_DIR as PROXY_RUNTIME_DIR
 from tests.rehearsal import ingress_nginx
 from tests.rehearsal.processes import IS_ROOT, PodUser, as_pod_user
@@ -43,6 +44,7 @@ LOOPBACK = "127.0.0.1"
 # Debian's names for the programs the images run.
 DEBIAN_PROGRAMS = {
     "nginx": "nginx", "registry": "docker-registry", "nginx-prometheus-exporter": "prometheus-nginx-exporter",
+    "sh": "sh",
 }
 STANDIN = [sys.executable, "-m", "tests.rehearsal.standin"]
 # The IngressClass ingress-nginx's manifests (kind, minikube, the Helm chart) install.
@@ -93,13 +95,30 @@ class Edge:
     env: dict[str, str]
     runtime: Path
     """Where its temp dirs are (the proxy pod's emptyDir, the controller's /tmp/nginx)."""
-    exporter: Workload | None = None
-    """The proxy pod's metrics exporter, which reads nginx's status page."""
+    upstream_hosts: dict[str, str]
+    """Service (``portus``, ``registry``) -> the in-cluster name the edge checks in its certificate."""
+    platform_ca: Path
+    """The CA the edge verifies those names with: the platform CA, whatever signs the edge's certificate."""
+
+
+@dataclass(frozen=True)
+class ProxyPod:
+    """The proxy's pod, the edge with exposure nodePort or loadBalancer."""
+
+    nginx: Workload
+    exporter: Workload
+    """Reads nginx's status page and serves it as metrics."""
+    reloader: Workload
+    """Has nginx reload when a certificate it serves changes."""
+    service_names: list[str]
+    """The names of the proxy's Service: nginx answers them with its platform certificate."""
 
 
 @dataclass(frozen=True)
 class Site:
     edge: Edge
+    proxy: ProxyPod | None
+    """The proxy's pod, when the proxy is the edge (not with exposure ingress)."""
     registries: list[Workload]
     """One per registry replica, each with its own config file (its own listen addresses)."""
     portus: Workload
@@ -109,8 +128,6 @@ class Site:
     public_addresses: list[str]
     """Where nginx listens: 127.0.0.1 for public DNS names (the hosts file maps them there), and each
     public IP address itself."""
-    upstream_hosts: dict[str, str]
-    """Service (``portus``, ``registry``) -> the in-cluster name the edge checks in its certificate."""
     hosts_file: Path
     ca_dir: Path
     """Holds ``ca.crt`` (the stack's ``caCertificate``), the layout skopeo's ``--cert-dir`` reads."""
@@ -140,10 +157,11 @@ def adapt(rendered: Rendered, ports: Ports, root: Path,
     portus = _workload(objects, "portus", root)
     # Each Service reaches every replica of its workload.
     local = {"portus": [ports.portus], "registry": [port for port, _ in ports.registries]}
+    proxy = None
     if ("Deployment", "proxy") in objects:
-        edge, upstream_hosts = _proxy(objects, local, ports, public_port, public_addresses, root)
+        edge, proxy = _proxy(objects, local, ports, public_port, public_addresses, root)
     else:
-        edge, upstream_hosts = _ingress_controller(rendered, local, ports, public_port, root, controller)
+        edge = _ingress_controller(rendered, local, ports, public_port, root, controller)
 
     config_file = Path(registry.argv[-1])
     config = yaml.safe_load(_localize(config_file.read_text(), registry.mounts))
@@ -176,16 +194,17 @@ def adapt(rendered: Rendered, ports: Ports, root: Path,
     ca_dir = root / "ca"
     ca_dir.mkdir()
     (ca_dir / "ca.crt").write_text(rendered.outputs["caCertificate"])
-    return Site(edge, registries, portus, public_port, public_addresses, upstream_hosts, hosts_file, ca_dir)
+    return Site(edge, proxy, registries, portus, public_port, public_addresses, hosts_file, ca_dir)
 
 
 def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, list[int]], ports: Ports, public_port: int,
-           public_addresses: list[str], root: Path) -> tuple[Edge, dict[str, str]]:
+           public_addresses: list[str], root: Path) -> tuple[Edge, ProxyPod]:
     """The proxy's rendered nginx.conf, listening on the public port and forwarding to the local ports,
-    and its metrics exporter."""
-    proxy = _workload(objects, "proxy", root)
+    and its sidecars."""
+    nginx = _workload(objects, "proxy", root)
     exporter = _workload(objects, "proxy", root, container_name="exporter")
-    nginx_conf = Path(proxy.argv[proxy.argv.index("-c") + 1])
+    reloader = _workload(objects, "proxy", root, container_name="reloader")
+    nginx_conf = Path(nginx.argv[nginx.argv.index("-c") + 1])
     upstream_hosts: dict[str, str] = {}
 
     def local_server(match: re.Match[str]) -> str:
@@ -194,20 +213,24 @@ def _proxy(objects: Mapping[tuple[str, str], Any], local: Mapping[str, list[int]
         upstream_hosts[service] = match[1]
         return "\n        ".join(f"server {LOOPBACK}:{port};" for port in local[service])
 
+    # The edge's server and the one of the proxy's Service names share the port.
     listen = "\n        ".join(f"listen {address}:{public_port} ssl;" for address in public_addresses)
     text, listens = re.subn(r"listen \d+ ssl;", listen, nginx_conf.read_text())
     text, status_listens = re.subn(rf"listen {LOOPBACK}:\d+;", f"listen {LOOPBACK}:{ports.proxy_status};", text)
     text = re.sub(r"server ([\w.-]+):\d+;", local_server, text)
-    if listens != 1 or status_listens != 1 or upstream_hosts.keys() != local.keys():
+    if listens != 2 or status_listens != 1 or upstream_hosts.keys() != local.keys():
         raise ValueError(f"nginx.conf: {listens} + {status_listens} listen lines, upstreams {sorted(upstream_hosts)}")
+    served = dict(re.findall(r"server_name ([^;]+);\s+ssl_certificate (\S+)/tls\.crt;", text))
+    service_names = next(names.split() for names, tls_dir in served.items() if tls_dir == PLATFORM_TLS_DIR)
     exporter.argv[1:] = [_exporter_arg(arg, ports) for arg in exporter.argv[1:]]
-    nginx_conf.write_text(_localize(text, proxy.mounts))
-    edge = Edge("proxy", as_pod_user(proxy.argv, proxy.user), proxy.env, proxy.path(PROXY_RUNTIME_DIR), exporter)
-    return edge, upstream_hosts
+    nginx_conf.write_text(_localize(text, nginx.mounts))
+    edge = Edge("proxy", as_pod_user(nginx.argv, nginx.user), nginx.env, nginx.path(PROXY_RUNTIME_DIR),
+                upstream_hosts, nginx.path(TRUST_FILE))
+    return edge, ProxyPod(nginx, exporter, reloader, service_names)
 
 
 def _ingress_controller(rendered: Rendered, local: Mapping[str, list[int]], ports: Ports, public_port: int,
-                        root: Path, controller: ingress_nginx.ControllerConfig) -> tuple[Edge, dict[str, str]]:
+                        root: Path, controller: ingress_nginx.ControllerConfig) -> Edge:
     """nginx as ingress-nginx (with the ``controller`` ConfigMap) configures it from the rendered objects,
     on the public port (its 443) and ``ports.plain_http`` (its 80); each Service's endpoints are the local
     ports of its program's replicas."""
@@ -223,11 +246,13 @@ def _ingress_controller(rendered: Rendered, local: Mapping[str, list[int]], port
     conf.write_text(ingress_nginx.render_nginx_conf(
         servers, ingress_nginx.Listen(LOOPBACK, public_port, ports.plain_http), state / "tmp", controller,
     ))
+    upstreams = [location for server in servers for location in server.locations if location.upstream]
     upstream_hosts = {
         location.upstream.service: str(location.annotations["proxy-ssl-name"])
-        for server in servers for location in server.locations if location.upstream
+        for location in upstreams if location.upstream
     }
-    return Edge("ingress-nginx", ["nginx", "-c", str(conf)], {}, state / "tmp"), upstream_hosts
+    [platform_ca] = {location.ca_file for location in upstreams if location.ca_file}
+    return Edge("ingress-nginx", ["nginx", "-c", str(conf)], {}, state / "tmp", upstream_hosts, platform_ca)
 
 
 def address_of(host: str) -> str:
@@ -247,11 +272,18 @@ def _exporter_arg(arg: str, ports: Ports) -> str:
     return arg
 
 
-def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, container_name: str | None = None
-              ) -> Workload:
-    """The Deployment's first container (or the one named ``container_name``): volumes written under
+def adapt_node_trust(rendered: Rendered, root: Path) -> Workload:
+    """The node-trust DaemonSet's container: its ConfigMap's files and, for each host directory it mounts,
+    an empty directory under ``root/node-trust`` standing for the node's (``path`` tells where)."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    return _workload(objects, "node-trust", root, kind="DaemonSet")
+
+
+def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, container_name: str | None = None,
+              kind: str = "Deployment") -> Workload:
+    """The workload's first container (or the one named ``container_name``): volumes written under
     ``root/name``, env resolved, paths local."""
-    pod = objects["Deployment", name]["spec"]["template"]["spec"]
+    pod = objects[kind, name]["spec"]["template"]["spec"]
     container = next(c for c in pod["containers"] if container_name in (None, c["name"]))
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts: dict[str, Path] = {}
@@ -266,7 +298,8 @@ def _workload(objects: Mapping[tuple[str, str], Any], name: str, root: Path, con
             local.mkdir(parents=True, exist_ok=True)
             for file, content in files.items():
                 (local / file).write_text(content)
-            if IS_ROOT and name != "portus":
+            # The kubelet hands volumes to the pod's group only when the pod has one (fsGroup).
+            if IS_ROOT and name != "portus" and "fsGroup" in pod["securityContext"]:
                 _as_the_kubelet_lays_out(local, volume, pod["securityContext"]["fsGroup"])
         mounts[mount["mountPath"]] = local
     env = {e["name"]: _localize(_env_value(objects, e), mounts) for e in container.get("env", [])}
@@ -309,7 +342,7 @@ def _volume_files(objects: Mapping[tuple[str, str], Any], volume: Mapping[str, A
         source, data = volume["configMap"], _data(objects["ConfigMap", volume["configMap"]["name"]])
     elif "secret" in volume:
         source, data = volume["secret"], _data(objects["Secret", volume["secret"]["secretName"]])
-    elif {"emptyDir", "persistentVolumeClaim"} & volume.keys():
+    elif {"emptyDir", "persistentVolumeClaim", "hostPath"} & volume.keys():
         return {}
     else:
         raise ValueError(f"volume {volume['name']}: unsupported source")

@@ -176,7 +176,7 @@ def main() -> None:
         mib = sum(image.size for image in images) / MIB
         with running(rendered, args.scratch, controller=controller) as rig:
             # The registry by its in-cluster name: what nginx's upstream connects to.
-            baseline = Route("direct", f"{rig.site.upstream_hosts['registry']}:{rig.ports.registry}")
+            baseline = Route("direct", f"{rig.site.edge.upstream_hosts['registry']}:{rig.ports.registry}")
             candidate = Route("proxied", rig.registry_host, lambda: workers(rig.edge.pid))
             for route in (candidate, baseline):
                 if (login := rig.login(registry=route.address)).returncode != 0:

@@ -1,9 +1,9 @@
-"""Fixtures of the rehearsal: the stack rendered once per exposure, the test images built once, and for
-each test a fresh rig (its own directory and ports) that is stopped, by PID, however the test ends.
+"""Fixtures of the rehearsal: the stack rendered once per exposure and edge certificate source, the test
+images built once, and for each test a fresh rig (its own directory and ports) that is stopped, by PID,
+however the test ends.
 
-A test module runs through both edges, the proxy (nodePort) and the ingress controller stand-in
-(ingress), with ``pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)``; otherwise its
-rig has the proxy."""
+A test runs on the proxy with each certificate source; a module that runs through both edges, the proxy
+(nodePort) and the ingress controller stand-in (ingress), says so with ``pytestmark = rigs(...)``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from tests.rehearsal.image import Image, build_image
 from tests.rehearsal.processes import missing_binaries, namespaces_unavailable
-from tests.rehearsal.rig import Rig, render_rehearsal_stack, running
+from tests.rehearsal.rig import SOURCES, Rig, render_rehearsal_stack, running
 from tests.render import Rendered
 
 MIB = 1 << 20
@@ -26,8 +26,8 @@ def rehearsal_ready() -> None:
     neither root nor this user have a private mount namespace."""
     if missing := missing_binaries():
         pytest.fail(
-            f"the rehearsal needs {', '.join(missing)}; install them with"
-            " `apt-get install nginx-light docker-registry skopeo curl prometheus-nginx-exporter` (./test.sh does)",
+            f"the rehearsal needs {', '.join(missing)}; install them with `apt-get install nginx-light"
+            " docker-registry skopeo curl prometheus-nginx-exporter containerd` (./test.sh does)",
             pytrace=False,
         )
     if reason := namespaces_unavailable():
@@ -35,27 +35,29 @@ def rehearsal_ready() -> None:
 
 
 @pytest.fixture(scope="session")
-def renders(rehearsal_ready: None) -> Callable[[str], Rendered]:
-    """The rehearsal stack for an exposure, rendered once per session."""
-    cache: dict[str, Rendered] = {}
+def renders(rehearsal_ready: None) -> Callable[[str, str], Rendered]:
+    """The rehearsal stack for an exposure and an edge certificate source, rendered once per session."""
+    cache: dict[tuple[str, str], Rendered] = {}
 
-    def render(exposure: str) -> Rendered:
-        if exposure not in cache:
-            cache[exposure] = render_rehearsal_stack(exposure)
-        return cache[exposure]
+    def render(exposure: str, source: str) -> Rendered:
+        if (exposure, source) not in cache:
+            cache[exposure, source] = render_rehearsal_stack(exposure, source)
+        return cache[exposure, source]
 
     return render
 
 
 @pytest.fixture(scope="session")
-def rendered(renders: Callable[[str], Rendered]) -> Rendered:
-    """The rehearsal stack behind the proxy."""
-    return renders("nodePort")
+def rendered(renders: Callable[[str, str], Rendered]) -> Rendered:
+    """The rehearsal stack behind the proxy, with the platform CA's edge certificate."""
+    return renders("nodePort", "selfSigned")
 
 
-@pytest.fixture
-def rig(request: pytest.FixtureRequest, renders: Callable[[str], Rendered]) -> Iterator[Rig]:
-    with running(renders(getattr(request, "param", "nodePort"))) as started:
+@pytest.fixture(params=[("nodePort", source) for source in SOURCES], ids="-".join)
+def rig(request: pytest.FixtureRequest, renders: Callable[[str, str], Rendered]) -> Iterator[Rig]:
+    """A running rig, by default once per edge certificate source behind the proxy; ``rigs`` picks others."""
+    exposure, source = request.param
+    with running(renders(exposure, source)) as started:
         yield started
 
 

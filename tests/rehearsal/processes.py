@@ -34,6 +34,8 @@ REQUIRED_BINARIES = {
     "unshare": "util-linux",
     "setpriv": "util-linux",
     "mount": "mount",
+    "containerd": "containerd",
+    "ctr": "containerd",
 }
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IS_ROOT = os.geteuid() == 0

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import functools
 import http.client
+import itertools
 import json
 import os
 import socket
@@ -21,10 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import pytest
+
 from components.registry.config_file import HEALTH_PATH as REGISTRY_HEALTH_PATH
 from components.registry.config_file import TLS_DIR as REGISTRY_TLS_DIR
 from components.registry.storage import STORAGE_ROOT
 from tests.rehearsal.adapt import LOOPBACK, Ports, adapt, address_of
+from tests.rehearsal.corporate import issue, tls_secret
 from tests.rehearsal.image import Image
 from tests.rehearsal.ingress_nginx import DEFAULT_CONTROLLER, ControllerConfig
 from tests.rehearsal.processes import Service, as_pod_user, child_env, free_port, run, with_hosts
@@ -39,10 +43,26 @@ SKOPEO_TIMEOUT = 300
 EXPOSURES = ("nodePort", "ingress")
 
 
-def render_rehearsal_stack(exposure: str = "nodePort", **overrides: object) -> Rendered:
+# The edge certificate sources the rehearsal runs with: the platform CA's, and a Secret with a certificate
+# from a company's own CA (made here, unknown to the platform CA).
+SOURCES = ("selfSigned", "secret")
+CORPORATE_SECRET = "corporate-edge-tls"
+# Each stack a rig can run: (exposure, edge certificate source).
+EVERY_STACK = tuple(itertools.product(EXPOSURES, SOURCES))
+
+
+def rigs(*stacks: tuple[str, str]) -> pytest.MarkDecorator:
+    """Runs a test (or, as ``pytestmark``, a module's tests) on a rig of each of these stacks, instead of
+    the proxy's with each certificate source."""
+    return pytest.mark.parametrize("rig", stacks, indirect=True, ids="-".join)
+
+
+def render_rehearsal_stack(exposure: str = "nodePort", source: str = "selfSigned", **overrides: object) -> Rendered:
     """The production example stack on a free public port, so the public names carry a port nginx can
     listen on: exposed on a node port (the proxy is the edge), or through its Ingresses (the ingress
-    controller stand-in is); ``overrides`` set (or, with None, remove) keys."""
+    controller stand-in is); with the nodes' trust on and its edge certificate from ``source``;
+    ``overrides`` set (or, with None, remove) keys. With ``secret``, the Secret a user would create comes
+    with the rendered objects."""
     config, project, stack = load_stack_file(STACK_FILE)
     if exposure == "ingress":
         port = free_port()
@@ -50,9 +70,23 @@ def render_rehearsal_stack(exposure: str = "nodePort", **overrides: object) -> R
         config = {k: v for k, v in config.items()
                   if not k.endswith((":ingressClassName", ":ingressControllerNamespace"))}
         port = free_port(*NODE_PORTS)
-    config |= {f"{project}:exposure": exposure, f"{project}:publicPort": port}
+    config |= {
+        f"{project}:exposure": exposure, f"{project}:publicPort": port,
+        f"{project}:nodeTrust": {"enabled": True, "docker": True},
+    }
     config |= {f"{project}:{key}": value for key, value in overrides.items()}
-    return render_stack({k: v for k, v in config.items() if v is not None}, project, stack)
+    corporate = None
+    if source == "secret":
+        corporate = issue([str(config[f"{project}:{key}"]) for key in ("host", "registryHost")])
+        config[f"{project}:tls"] = {
+            "source": "secret", "secretName": CORPORATE_SECRET, "caCertificate": corporate.root_pem,
+        }
+    else:
+        assert source == "selfSigned", source
+    rendered = render_stack({k: v for k, v in config.items() if v is not None}, project, stack)
+    if corporate:
+        rendered.objects.append(tls_secret(CORPORATE_SECRET, str(config[f"{project}:namespace"]), corporate))
+    return rendered
 
 
 @dataclass
@@ -65,7 +99,7 @@ class Response:
         return json.loads(self.body)
 
 
-class _LoopbackHTTPS(http.client.HTTPSConnection):
+class LoopbackHTTPS(http.client.HTTPSConnection):
     """HTTPS to a name (SNI, certificate check and Host header all use it) over 127.0.0.1, or to a
     loopback IP address (checked against the certificate's IP SANs)."""
 
@@ -83,7 +117,7 @@ def https(url: str, method: str = "GET", *, ca: Path, headers: Mapping[str, str]
     """One request to ``url`` (a name reached on 127.0.0.1), trusting only the CA in ``ca``."""
     parts = urlsplit(url)
     assert parts.hostname and parts.port
-    connection = _LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
+    connection = LoopbackHTTPS(parts.hostname, parts.port, ssl.create_default_context(cafile=str(ca)), timeout)
     try:
         connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, dict(headers or {}))
         answer = connection.getresponse()
@@ -98,6 +132,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15, interval: flo
     while not (met := condition()) and time.monotonic() < deadline:
         time.sleep(interval)
     return met
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    """Free ports, no two alike: the kernel may hand out a port it just gave, once that socket closed."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
 
 
 def _registry_healthy(debug_port: int) -> bool:
@@ -120,11 +163,12 @@ class Rig:
 
     def __init__(self, rendered: Rendered, root: Path, registry_replicas: int = 1,
                  controller: ControllerConfig = DEFAULT_CONTROLLER) -> None:
+        self.rendered = rendered
         self.root = root
+        ports = _distinct_free_ports(6 + 2 * (registry_replicas - 1))
         self.ports = Ports(
-            registry=free_port(), registry_debug=free_port(), portus=free_port(), plain_http=free_port(),
-            proxy_status=free_port(), proxy_exporter=free_port(),
-            more_registries=tuple((free_port(), free_port()) for _ in range(registry_replicas - 1)),
+            registry=ports[0], registry_debug=ports[1], portus=ports[2], plain_http=ports[3], proxy_status=ports[4],
+            proxy_exporter=ports[5], more_registries=tuple(zip(ports[6::2], ports[7::2], strict=True)),
         )
         self.site = site = adapt(rendered, self.ports, root / "site", controller)
         outputs = rendered.outputs
@@ -160,12 +204,20 @@ class Rig:
             self._edge_answers,
         )
         self.services = [self.portus, *self.registries, self.edge]
-        if site.edge.exporter:
+        # The proxy pod's sidecars, where the proxy is the edge.
+        self.exporter: Service | None = None
+        self.reloader: Service | None = None
+        if proxy := site.proxy:
             self.exporter = Service(
-                "exporter", site.edge.exporter.argv, child_env(site.edge.exporter.env), logs / "exporter.log",
+                "exporter", proxy.exporter.argv, child_env(proxy.exporter.env), logs / "exporter.log",
                 lambda: _accepts(self.ports.proxy_exporter),
             )
-            self.services.append(self.exporter)
+            reloader_log = logs / "reloader.log"
+            self.reloader = Service(
+                "reloader", as_pod_user(proxy.reloader.argv, proxy.reloader.user), child_env(proxy.reloader.env),
+                reloader_log, lambda: "watching" in reloader_log.read_text(),
+            )
+            self.services += [self.exporter, self.reloader]
 
     # ------------------------------------------------------------------ lifecycle
 

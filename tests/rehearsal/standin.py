@@ -34,6 +34,8 @@ TOKEN_PATH = "/v2/token"
 WEBHOOK_PATH = "/v2/webhooks/events"
 # Portus's token lifetime (jwt_expiration_time's default).
 TOKEN_LIFETIME = 300
+PUMA_ECDH_CURVE = "secp521r1"
+PUMA_CIPHERS = "HIGH:!aNULL@STRENGTH"
 
 
 def key_id(key: rsa.RSAPublicKey) -> str:
@@ -174,6 +176,13 @@ def main() -> None:
     host, _, port = os.environ["PORTUS_PUMA_HOST"].rpartition(":")
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(os.environ["PORTUS_PUMA_TLS_CERT"], os.environ["PORTUS_PUMA_TLS_KEY"])
+    # TLS as Puma 3.10 serves it with the image's OpenSSL 1.1.0 (no TLS 1.3): its ciphers, server order,
+    # and ECDHE on secp521r1 only (ext/puma_http11/mini_ssl.c @ v3.10.0: SSL_CTX_set_tmp_ecdh), which every
+    # client of Portus must agree on.
+    tls.maximum_version = ssl.TLSVersion.TLSv1_2
+    tls.set_ciphers(PUMA_CIPHERS)
+    tls.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    tls.set_ecdh_curve(PUMA_ECDH_CURVE)
     name, _, password = args.user.partition(":")
     _Standin((host, int(port)), tls, args.record, (name, password)).serve_forever()
 

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.rehearsal.image import Image
-from tests.rehearsal.rig import EXPOSURES, Rig
+from tests.rehearsal.rig import EVERY_STACK, Rig, rigs
 from tests.rehearsal.standin import TOKEN_PATH, key_id, sign_token
 
-# Through the proxy (nodePort) and through the ingress controller (ingress).
-pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
+# Through the proxy (nodePort) and through the ingress controller (ingress), with each certificate source.
+pytestmark = rigs(*EVERY_STACK)
 
 
 def _platform_token_key(rig: Rig) -> rsa.RSAPrivateKey:

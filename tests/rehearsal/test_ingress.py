@@ -16,10 +16,10 @@ import pytest
 
 from tests.rehearsal.adapt import LOOPBACK
 from tests.rehearsal.proxy_stats import temp_files_used
-from tests.rehearsal.rig import Rig, https
+from tests.rehearsal.rig import Rig, https, rigs
 from tests.rehearsal.standin import TOKEN_PATH
 
-pytestmark = pytest.mark.parametrize("rig", ["ingress"], indirect=True)
+pytestmark = rigs(("ingress", "selfSigned"))
 MIB = 1 << 20
 
 

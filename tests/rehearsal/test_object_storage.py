@@ -177,7 +177,7 @@ def _layer_sizes(pulled: Path, image: Image) -> list[int]:
 def test_a_chunked_upload_resumes_on_the_other_replica(rig: Rig) -> None:
     token = rig.token("repository:team/chunked:push,pull").json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
-    host = rig.site.upstream_hosts["registry"]
+    host = rig.site.edge.upstream_hosts["registry"]
     replicas = [f"https://{host}:{port}" for port, _ in rig.ports.registries]
     blob = os.urandom(6 * MIB) + os.urandom(6 * MIB) + os.urandom(MIB)
     digest = f"sha256:{hashlib.sha256(blob).hexdigest()}"

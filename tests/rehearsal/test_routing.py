@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.rehearsal.rig import EXPOSURES, Rig
+from tests.rehearsal.rig import EVERY_STACK, Rig, rigs
 from tests.rehearsal.standin import TOKEN_PATH, WEBHOOK_PATH
 
-# Through the proxy (nodePort) and through the ingress controller (ingress).
-pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
+# Through the proxy (nodePort) and through the ingress controller (ingress), with each certificate source.
+pytestmark = rigs(*EVERY_STACK)
 
 API_VERSION = "Docker-Distribution-Api-Version"
 

@@ -10,29 +10,47 @@ from pathlib import Path
 import pytest
 
 from tests.rehearsal.impostors import impostor_of
-from tests.rehearsal.rig import EXPOSURES, Rig
+from tests.rehearsal.rig import EVERY_STACK, Rig, rigs
 from tests.rehearsal.standin import TOKEN_PATH
 
-# Through the proxy (nodePort) and through the ingress controller (ingress).
-pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
 
-
-def test_edge_is_trusted_through_the_platform_ca_only(rig: Rig, tmp_path: Path) -> None:
+@rigs(*EVERY_STACK)
+def test_edge_is_trusted_through_the_ca_certificate_output_only(rig: Rig, tmp_path: Path) -> None:
     assert rig.request("GET", "/v2/").status == 401
     assert rig.request("GET", "/", base=rig.portal_url).status == 200
 
-    other_ca = tmp_path / "other-ca"
-    other_ca.mkdir()
-    (other_ca / "ca.crt").write_text(impostor_of(rig.ca_file.read_text()).ca_pem)
-    with pytest.raises(ssl.SSLCertVerificationError):
-        rig.request("GET", "/v2/", ca=other_ca / "ca.crt")
-    login = rig.login(cert_dir=other_ca)
-    assert login.returncode != 0
-    assert "certificate signed by unknown authority" in login.stderr
+    other_cas = [impostor_of(rig.ca_file.read_text()).ca_pem]
+    platform_ca = rig.site.edge.platform_ca.read_text()
+    if platform_ca != rig.ca_file.read_text():
+        # A certificate from the company's CA: the platform CA, which secures the hops inside, does not do.
+        other_cas.append(platform_ca)
+    for index, ca_pem in enumerate(other_cas):
+        other_ca = tmp_path / f"other-ca-{index}"
+        other_ca.mkdir()
+        (other_ca / "ca.crt").write_text(ca_pem)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            rig.request("GET", "/v2/", ca=other_ca / "ca.crt")
+        login = rig.login(cert_dir=other_ca)
+        assert login.returncode != 0
+        assert "certificate signed by unknown authority" in login.stderr
     assert rig.login().returncode == 0
 
 
-def test_proxy_refuses_a_registry_certificate_from_another_ca(rig: Rig) -> None:
+def test_the_service_names_get_the_platform_certificate(rig: Rig) -> None:
+    """What in-cluster clients verify on their hop to the proxy: the proxy's Service name, against the
+    platform CA, whatever signs the edge."""
+    assert rig.site.proxy
+    platform_ca = rig.site.edge.platform_ca
+    service_name = next(
+        name for name in rig.site.proxy.service_names if name.count(".") == 4  # proxy.<ns>.svc.<domain>
+    )
+    base = f"https://{service_name}:{rig.site.public_port}"
+    assert rig.request("GET", "/healthz", base=base, ca=platform_ca).status == 200
+    assert rig.request("GET", "/v2/", base=base, ca=platform_ca).status == 401
+
+
+@rigs(*EVERY_STACK)
+def test_edge_refuses_a_registry_certificate_from_another_ca(rig: Rig) -> None:
     assert rig.request("GET", "/v2/").status == 401
     cert, _ = rig.tls_files(rig.registry)
     impostor = impostor_of(cert.read_text())
@@ -42,7 +60,8 @@ def test_proxy_refuses_a_registry_certificate_from_another_ca(rig: Rig) -> None:
     assert "upstream SSL certificate verify error" in rig.edge.log.read_text()
 
 
-def test_proxy_refuses_a_portus_certificate_from_another_ca(rig: Rig) -> None:
+@rigs(*EVERY_STACK)
+def test_edge_refuses_a_portus_certificate_from_another_ca(rig: Rig) -> None:
     assert rig.token().status == 200
     cert, _ = rig.tls_files(rig.portus)
     impostor = impostor_of(cert.read_text())
@@ -54,7 +73,8 @@ def test_proxy_refuses_a_portus_certificate_from_another_ca(rig: Rig) -> None:
     assert len([r for r in rig.portus_requests() if r["path"].startswith(TOKEN_PATH)]) == 1
 
 
-def test_proxy_checks_the_registry_certificate_name(rig: Rig) -> None:
+@rigs(*EVERY_STACK)
+def test_edge_checks_the_registry_certificate_name(rig: Rig) -> None:
     # Portus's certificate comes from the platform CA too, but names Portus, not the registry.
     cert, key = rig.tls_files(rig.portus)
     rig.present(rig.registry, cert.read_text(), key.read_text())

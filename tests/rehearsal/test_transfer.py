@@ -4,14 +4,12 @@ small emptyDir, the controller's /tmp/nginx)."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.rehearsal.image import Image, verify_pulled
 from tests.rehearsal.proxy_stats import peak_memory_kib, temp_files_used, workers
-from tests.rehearsal.rig import EXPOSURES, Rig
+from tests.rehearsal.rig import Rig, rigs
 
-# Through the proxy (nodePort) and through the ingress controller (ingress).
-pytestmark = pytest.mark.parametrize("rig", EXPOSURES, indirect=True)
+# One large round trip through each edge: the certificate source changes the handshake only.
+pytestmark = rigs(("nodePort", "selfSigned"), ("ingress", "secret"))
 
 # Peak resident memory allowed to one nginx worker over a 256 MiB push and pull: buffers, not layers.
 WORKER_PEAK_LIMIT_KIB = 64 << 10
