@@ -10,10 +10,13 @@ see ingress_nginx.py). Each route starts from an empty image store, so every blo
 first round is not counted (caches warm up); files go to /dev/shm unless ``--scratch`` says otherwise.
 
 Each round prints the machine's load, both routes' times (the slowest client's, i.e. the time until
-every client is done) and their ratio, how far apart the clients finished, and nginx's CPU time per MiB
-relayed; the end prints nginx's peak worker memory and whether anything was spooled to disk. The last
-line is ``push_ratio=X.XX pull_ratio=Y.YY``: medians over the rounds of direct time / proxied time, so
-1.00 means as fast as without the edge and lower is slower.
+every client is done) and their ratio, how far apart the clients finished, how busy the machine's CPUs
+were on each route, and nginx's CPU time per MiB relayed. The end prints the median ratio of the whole
+machine's CPU time (direct / proxied): when a phase keeps every CPU busy, as many clients on a small
+machine do, its time ratio is this CPU ratio, whatever the edge's latency. Then nginx's peak worker
+memory and whether anything was spooled to disk. The last line is ``push_ratio=X.XX pull_ratio=Y.YY``:
+medians over the rounds of direct time / proxied time, so 1.00 means as fast as without the edge and
+lower is slower.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from subprocess import CompletedProcess
 from tests.rehearsal.image import Image, build_image, verify_pulled
 from tests.rehearsal.ingress_nginx import ControllerConfig
 from tests.rehearsal.processes import missing_binaries
-from tests.rehearsal.proxy_stats import cpu_seconds, peak_memory_kib, temp_files_used, workers
+from tests.rehearsal.proxy_stats import cpu_seconds, machine_busy_seconds, peak_memory_kib, temp_files_used, workers
 from tests.rehearsal.rig import EXPOSURES, Rig, render_rehearsal_stack, running
 
 REPOSITORY = "bench/image"
@@ -60,6 +63,13 @@ class Phase:
     """Until the last client finished: the aggregate time of the phase."""
     client_seconds: list[float]
     relay_cpu: float
+    machine_cpu: float
+    """CPU time of the whole machine (clients, registry, edge, kernel) during the phase."""
+
+    def busy(self) -> str:
+        """How much of the machine's CPUs the phase used: near 100% means it is CPU-bound, and then its time
+        follows the CPU every process together spends, the edge's included."""
+        return f"{100 * self.machine_cpu / (self.seconds * (os.cpu_count() or 1)):.0f}%"
 
 
 @dataclass
@@ -71,6 +81,8 @@ class Run:
 @dataclass
 class Totals:
     ratios: dict[str, list[float]] = field(default_factory=lambda: {"push": [], "pull": []})
+    cpu_ratios: dict[str, list[float]] = field(default_factory=lambda: {"push": [], "pull": []})
+    """Per round, the machine's CPU time direct / proxied: what the time ratio is when a phase is CPU-bound."""
 
 
 def _check(step: str, done: CompletedProcess[str], rig: Rig) -> None:
@@ -100,10 +112,10 @@ def _measure(rig: Rig, images: list[Image], route: Route) -> Run:
         shutil.rmtree(entry)
     rig.registry.start()
     relays = route.relays()
-    marks: dict[str, tuple[float, float]] = {}
+    marks: dict[str, tuple[float, float, float]] = {}
 
     def mark(name: str) -> None:
-        marks[name] = (time.monotonic(), cpu_seconds(relays))
+        marks[name] = (time.monotonic(), cpu_seconds(relays), machine_busy_seconds())
 
     mark("start")
     pushed = threading.Barrier(len(images), action=lambda: mark("pushed"))
@@ -112,15 +124,15 @@ def _measure(rig: Rig, images: list[Image], route: Route) -> Run:
             lambda indexed: _client(rig, route, indexed[1], f"{REPOSITORY}-{indexed[0]}", pushed),
             enumerate(images),
         ))
-    end = time.monotonic()
-    ended_cpu = cpu_seconds(relays)
+    end, ended_cpu, ended_machine = time.monotonic(), cpu_seconds(relays), machine_busy_seconds()
     for image, (_, _, destination) in zip(images, times, strict=True):
         verify_pulled(destination, image)
         shutil.rmtree(destination)
-    (start, start_cpu), (pushed_at, pushed_cpu) = marks["start"], marks["pushed"]
+    (start, start_cpu, start_machine), (pushed_at, pushed_cpu, pushed_machine) = marks["start"], marks["pushed"]
     return Run(
-        Phase(pushed_at - start, [push for push, _, _ in times], pushed_cpu - start_cpu),
-        Phase(end - pushed_at, [pull for _, pull, _ in times], ended_cpu - pushed_cpu),
+        Phase(pushed_at - start, [push for push, _, _ in times], pushed_cpu - start_cpu,
+              pushed_machine - start_machine),
+        Phase(end - pushed_at, [pull for _, pull, _ in times], ended_cpu - pushed_cpu, ended_machine - pushed_machine),
     )
 
 
@@ -139,9 +151,11 @@ def _report(round_: int, runs: dict[str, Run], baseline: Route, candidate: Route
         base, cand = getattr(runs[baseline.name], phase), getattr(runs[candidate.name], phase)
         ratio = base.seconds / cand.seconds
         totals.ratios[phase].append(ratio)
+        totals.cpu_ratios[phase].append(base.machine_cpu / cand.machine_cpu)
         parts.append(
             f"{phase} {baseline.name} {base.seconds:.2f}s {candidate.name} {cand.seconds:.2f}s ratio {ratio:.2f}"
-            f" (clients {_spread(base)} / {_spread(cand)}, nginx {1000 * cand.relay_cpu / mib:.1f} ms cpu/MiB)"
+            f" (clients {_spread(base)} / {_spread(cand)}, CPUs busy {base.busy()} / {cand.busy()},"
+            f" nginx {1000 * cand.relay_cpu / mib:.1f} ms cpu/MiB)"
         )
     print(f"round {round_} [load {_load()}]: " + "; ".join(parts), flush=True)
 
@@ -194,6 +208,9 @@ def main() -> None:
     ratios = totals.ratios
     print(f"push ratios {min(ratios['push']):.2f}-{max(ratios['push']):.2f},"
           f" pull ratios {min(ratios['pull']):.2f}-{max(ratios['pull']):.2f} [load {_load()}]")
+    cpu_ratios = totals.cpu_ratios
+    print(f"machine CPU time direct / proxied (the time ratio of a CPU-bound phase):"
+          f" push {statistics.median(cpu_ratios['push']):.2f} pull {statistics.median(cpu_ratios['pull']):.2f}")
     print(f"{rig.edge.name}: nginx peak worker memory {peak / 1024:.1f} MiB;"
           f" spooled to disk: {', '.join(sorted(spooled) + leftovers) or 'nothing'}")
     print(f"push_ratio={statistics.median(ratios['push']):.2f} pull_ratio={statistics.median(ratios['pull']):.2f}")
