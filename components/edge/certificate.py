@@ -11,10 +11,12 @@ output, the nodes' trust and Portus's own trust bundle) and the network flows it
 - ``certManager`` (``CertManagerCertificate``): a cert-manager ``Certificate`` whose Secret cert-manager
   writes and renews.
 
-The platform CA keeps securing every hop inside the cluster whatever the source: the proxy also serves its
-platform certificate (``PLATFORM_SECRET``) on its Service names, which the ingress controller verifies.
-A renewed edge certificate reaches nginx without a pod roll: the proxy reloads itself when the mounted
-files change (``reloader.py``), which also covers a Secret this program does not own.
+The platform CA keeps securing every hop inside the cluster whatever the source: Portus and the registry
+serve certificates from it, and the proxy (where it runs) also serves its platform certificate
+(``PLATFORM_SECRET``) on its Service names, for clients inside the cluster. A renewed edge certificate
+reaches nginx without a pod roll: the proxy reloads itself when the mounted files change
+(``reloader.py``), which also covers a Secret this program does not own; ingress-nginx watches the
+Secret it serves.
 """
 
 from __future__ import annotations
@@ -120,13 +122,11 @@ class GeneratedCertificate:
         return []
 
 
-@dataclass(frozen=True)
-class ExistingSecret:
-    """``tls.source: secret``: a ``kubernetes.io/tls`` Secret in the namespace that the user keeps (and
-    renews) for the public names; ``ca_certificate`` is the private CA that signs it, if one does."""
+class _SignedElsewhere:
+    """A source whose certificate the platform CA does not sign: clients trust ``ca_certificate``, the
+    private CA that signs it, or (None) the system roots, for a public CA."""
 
-    secret_name: str
-    ca_certificate: str | None = None
+    ca_certificate: str | None
 
     @property
     def platform_signed(self) -> bool:
@@ -135,6 +135,15 @@ class ExistingSecret:
     @property
     def client_trust_configured(self) -> bool:
         return self.ca_certificate is not None
+
+
+@dataclass(frozen=True)
+class ExistingSecret(_SignedElsewhere):
+    """``tls.source: secret``: a ``kubernetes.io/tls`` Secret in the namespace that the user keeps (and
+    renews) for the public names; ``ca_certificate`` is the private CA that signs it, if one does."""
+
+    secret_name: str
+    ca_certificate: str | None = None
 
     def declare(self, name: str, args: EdgeCertificateArgs, platform_secret: pulumi.Output[str],
                 parent: pulumi.Resource) -> EdgeTls:
@@ -152,7 +161,7 @@ class IssuerRef:
 
 
 @dataclass(frozen=True)
-class CertManagerCertificate:
+class CertManagerCertificate(_SignedElsewhere):
     """``tls.source: certManager``: a cert-manager ``Certificate`` for the public names, issued by
     ``issuer`` into CERT_MANAGER_SECRET, with a new private key at every renewal."""
 
@@ -161,14 +170,6 @@ class CertManagerCertificate:
     renew_before: str | None = None
     ca_certificate: str | None = None
     """The CA behind a private issuer (CA, Vault), for the clients; None for a public one (ACME)."""
-
-    @property
-    def platform_signed(self) -> bool:
-        return False
-
-    @property
-    def client_trust_configured(self) -> bool:
-        return self.ca_certificate is not None
 
     def spec(self, hosts: list[str]) -> dict[str, Any]:
         """The Certificate's spec. An address among the hosts is an IP SAN (a CA issuer signs it; ACME
