@@ -80,6 +80,72 @@ class DatabaseArgs:
     """The Service's in-cluster DNS name, as clients use it."""
 
 
+def _server_container(args: DatabaseArgs, data_mount: k8s.core.v1.VolumeMountArgs,
+                      credentials_mount: k8s.core.v1.VolumeMountArgs) -> k8s.core.v1.ContainerArgs:
+    """MariaDB itself: Portus's character set, the passwords from files, probes that tell starting from down."""
+    return k8s.core.v1.ContainerArgs(
+        name=NAME,
+        image=args.image,
+        # utf8 (utf8mb3) with utf8_unicode_ci: Portus's tag uniqueness checks break on utf8mb4.
+        args=[
+            "--character-set-server=utf8", "--collation-server=utf8_unicode_ci", "--skip-name-resolve",
+            f"--init-file={INIT_DIR}/init.sql",
+        ],
+        ports=[k8s.core.v1.ContainerPortArgs(name="mysql", container_port=PORT)],
+        env=kube.env({
+            "MARIADB_ROOT_PASSWORD_FILE": password_file(ROOT_PASSWORD_KEY),
+            "MARIADB_PASSWORD_FILE": password_file(PASSWORD_KEY),
+            "MARIADB_DATABASE": DATABASE,
+            "MARIADB_USER": USER,
+        }),
+        volume_mounts=[
+            data_mount,
+            k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/mysqld"),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR, read_only=True),
+            credentials_mount,
+        ],
+        # The first start initialises the data directory with networking off: give it time.
+        startup_probe=k8s.core.v1.ProbeArgs(
+            tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="mysql"),
+            period_seconds=5, failure_threshold=120,
+        ),
+        # `mariadb-admin ping` exits 0 whenever the server answers, even without credentials.
+        readiness_probe=k8s.core.v1.ProbeArgs(
+            exec_=k8s.core.v1.ExecActionArgs(
+                command=["mariadb-admin", "--protocol=tcp", "--host=127.0.0.1", "ping"]
+            ),
+            period_seconds=10, timeout_seconds=5, failure_threshold=3,
+        ),
+        liveness_probe=k8s.core.v1.ProbeArgs(
+            tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="mysql"),
+            period_seconds=20, timeout_seconds=5, failure_threshold=6,
+        ),
+        resources=kube.resources(args.resources),
+        security_context=kube.restricted_container_security(),
+    )
+
+
+def _credentials_init(image: str, credentials_mount: k8s.core.v1.VolumeMountArgs) -> k8s.core.v1.ContainerArgs:
+    """Writes the init file that re-applies the Secret's password at every start.
+
+    MariaDB applies MARIADB_PASSWORD only to an empty data directory. A kept volume adopted by a new stack
+    (new generated passwords) would lock Portus out, so every start re-applies the Secret's password to the
+    existing user (a no-op on first start, before the user exists). The file lives in memory; the password
+    is letters and digits only, so it needs no quoting. A missing or empty password file fails the pod
+    rather than setting an empty password."""
+    return kube.init_container(
+        "credentials",
+        image,
+        [
+            "sh", "-c",
+            f"set -e; password=$(cat {password_file(PASSWORD_KEY)}); [ -n \"$password\" ];"
+            f" echo \"ALTER USER IF EXISTS '{USER}'@'%' IDENTIFIED BY '$password';\" > {INIT_DIR}/init.sql",
+        ],
+        [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR), credentials_mount],
+    )
+
+
 class Database(pulumi.ComponentResource):
     credentials_secret: pulumi.Output[str]
     """Name of the Secret whose ``password`` key is the Portus user's password."""
@@ -107,62 +173,8 @@ class Database(pulumi.ComponentResource):
 
         data_mount = k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)
         credentials_mount = k8s.core.v1.VolumeMountArgs(name="credentials", mount_path=SECRETS_DIR, read_only=True)
-        container = k8s.core.v1.ContainerArgs(
-            name=NAME,
-            image=args.image,
-            # utf8 (utf8mb3) with utf8_unicode_ci: Portus's tag uniqueness checks break on utf8mb4.
-            args=[
-                "--character-set-server=utf8", "--collation-server=utf8_unicode_ci", "--skip-name-resolve",
-                f"--init-file={INIT_DIR}/init.sql",
-            ],
-            ports=[k8s.core.v1.ContainerPortArgs(name="mysql", container_port=PORT)],
-            env=kube.env({
-                "MARIADB_ROOT_PASSWORD_FILE": password_file(ROOT_PASSWORD_KEY),
-                "MARIADB_PASSWORD_FILE": password_file(PASSWORD_KEY),
-                "MARIADB_DATABASE": DATABASE,
-                "MARIADB_USER": USER,
-            }),
-            volume_mounts=[
-                data_mount,
-                k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/mysqld"),
-                k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-                k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR, read_only=True),
-                credentials_mount,
-            ],
-            # The first start initialises the data directory with networking off: give it time.
-            startup_probe=k8s.core.v1.ProbeArgs(
-                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="mysql"),
-                period_seconds=5, failure_threshold=120,
-            ),
-            # `mariadb-admin ping` exits 0 whenever the server answers, even without credentials.
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                exec_=k8s.core.v1.ExecActionArgs(
-                    command=["mariadb-admin", "--protocol=tcp", "--host=127.0.0.1", "ping"]
-                ),
-                period_seconds=10, timeout_seconds=5, failure_threshold=3,
-            ),
-            liveness_probe=k8s.core.v1.ProbeArgs(
-                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="mysql"),
-                period_seconds=20, timeout_seconds=5, failure_threshold=6,
-            ),
-            resources=kube.resources(args.resources),
-            security_context=kube.restricted_container_security(),
-        )
-        # MariaDB applies MARIADB_PASSWORD only to an empty data directory. A kept volume adopted by a
-        # new stack (new generated passwords) would lock Portus out, so every start re-applies the
-        # Secret's password to the existing user (a no-op on first start, before the user exists).
-        # The file lives in memory; the password is letters and digits only, so it needs no quoting. A
-        # missing or empty password file fails the pod rather than setting an empty password.
-        credentials_init = kube.init_container(
-            "credentials",
-            args.image,
-            [
-                "sh", "-c",
-                f"set -e; password=$(cat {password_file(PASSWORD_KEY)}); [ -n \"$password\" ];"
-                f" echo \"ALTER USER IF EXISTS '{USER}'@'%' IDENTIFIED BY '$password';\" > {INIT_DIR}/init.sql",
-            ],
-            [k8s.core.v1.VolumeMountArgs(name="init", mount_path=INIT_DIR), credentials_mount],
-        )
+        container = _server_container(args, data_mount, credentials_mount)
+        credentials_init = _credentials_init(args.image, credentials_mount)
         k8s.apps.v1.StatefulSet(
             name,
             metadata=kube.metadata(NAME, args.namespace, COMPONENT, version),
