@@ -73,6 +73,7 @@ from components.validation import (
     int_between,
     ip_address,
     kind_name,
+    matching,
     network_host,
     object_name,
     one_of,
@@ -621,11 +622,7 @@ def bucket_name(raw: Any) -> str:
     return value
 
 
-def region_name(raw: Any) -> str:
-    value = as_str(raw)
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
-        raise ValueError("a region name such as us-east-1 (lower-case letters, digits and '-')")
-    return value
+region_name = matching(r"[a-z0-9][a-z0-9-]*", "a region name such as us-east-1 (lower-case letters, digits and '-')")
 
 
 def endpoint_url(raw: Any) -> str:
@@ -642,18 +639,8 @@ def endpoint_url(raw: Any) -> str:
     return value.rstrip("/")
 
 
-def root_directory(raw: Any) -> str:
-    value = as_str(raw)
-    if not re.fullmatch(r"/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", value):
-        raise ValueError("a path inside the bucket, e.g. /registry")
-    return value
-
-
-def database_name(raw: Any) -> str:
-    value = as_str(raw)
-    if not re.fullmatch(r"[A-Za-z0-9_$.@-]{1,63}", value):
-        raise ValueError("1 to 63 letters, digits or _ $ . @ -")
-    return value
+root_directory = matching(r"/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", "a path inside the bucket, e.g. /registry")
+database_name = matching(r"[A-Za-z0-9_$.@-]{1,63}", "1 to 63 letters, digits or _ $ . @ -")
 
 
 def _parse_portus_settings(values: dict[str, Any]) -> PortusSettings:

@@ -60,6 +60,20 @@ def as_str(raw: Any) -> str:
     return raw
 
 
+def matching(pattern: str | re.Pattern[str], allowed: str,
+             text: Callable[[Any], str] = as_str) -> Callable[[Any], str]:
+    """A parser of text (read by ``text``) that ``pattern`` must match whole; ``allowed`` says what may."""
+    compiled = re.compile(pattern)
+
+    def parse(raw: Any) -> str:
+        value = text(raw)
+        if not compiled.fullmatch(value):
+            raise ValueError(allowed)
+        return value
+
+    return parse
+
+
 def as_int(raw: Any) -> int:
     if isinstance(raw, bool):
         raise ValueError("an integer")

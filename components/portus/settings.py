@@ -38,6 +38,7 @@ from components.validation import (
     email,
     host_name,
     int_between,
+    matching,
     one_of,
     pem_certificates,
 )
@@ -80,27 +81,19 @@ def portus_text(raw: Any) -> str:
     return value
 
 
-def _matches(pattern: re.Pattern[str], allowed: str) -> Callable[[Any], str]:
-    def parse(raw: Any) -> str:
-        value = portus_text(raw)
-        if not pattern.fullmatch(value):
-            raise ValueError(allowed)
-        return value
-
-    return parse
-
-
 _ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+")
-attribute_name = _matches(_ATTRIBUTE, "an LDAP attribute name such as uid, mail or sAMAccountName")
-distinguished_name = _matches(
+attribute_name = matching(_ATTRIBUTE, "an LDAP attribute name such as uid, mail or sAMAccountName", portus_text)
+distinguished_name = matching(
     re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)\s*=.+", re.DOTALL),
-    "a distinguished name such as ou=people,dc=example,dc=com",
+    "a distinguished name such as ou=people,dc=example,dc=com", portus_text,
 )
 _SECRET_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-secret_name = _matches(_SECRET_NAME, "the name of a Secret in the platform's namespace (a DNS-1123 subdomain)")
-secret_key = _matches(re.compile(r"[-._a-zA-Z0-9]{1,253}"), "a Secret key: letters, digits, '-', '_' or '.'")
-display_name = _matches(re.compile(r"[^<>\"@\x00-\x1f\x7f]{1,64}"),
-                        "1 to 64 characters without <, >, \", @ or control characters")
+secret_name = matching(
+    _SECRET_NAME, "the name of a Secret in the platform's namespace (a DNS-1123 subdomain)", portus_text,
+)
+secret_key = matching(r"[-._a-zA-Z0-9]{1,253}", "a Secret key: letters, digits, '-', '_' or '.'", portus_text)
+display_name = matching(re.compile(r"[^<>\"@\x00-\x1f\x7f]{1,64}"),
+                        "1 to 64 characters without <, >, \", @ or control characters", portus_text)
 
 
 def host(raw: Any) -> str:
