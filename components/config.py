@@ -349,7 +349,7 @@ def parse_backup(raw: dict[str, Any], internal_database: bool, default_class: st
 
 def _label_values(raw: Any) -> dict[str, str]:
     labels = as_object(raw)
-    if not all(isinstance(v, str) and _LABEL_VALUE.match(v) and _LABEL_KEY.match(k) for k, v in labels.items()):
+    if not all(isinstance(v, str) and _LABEL_VALUE.fullmatch(v) and _LABEL_KEY.fullmatch(k) for k, v in labels.items()):
         raise ValueError("an object of Kubernetes labels, e.g. {release: kube-prometheus-stack}")
     return labels
 

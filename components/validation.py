@@ -105,7 +105,7 @@ def as_object(raw: Any) -> dict[str, Any]:
 
 def dns_label(raw: Any) -> str:
     value = as_str(raw)
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise ValueError("a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
     return value
 
@@ -144,7 +144,7 @@ def _host_name_problem(value: str) -> str | None:
     for label in labels:
         if len(label) > 63:
             return f"a DNS name whose labels have at most 63 characters: {label[:12]}... has {len(label)}"
-        if not _DNS_LABEL.match(label):
+        if not _DNS_LABEL.fullmatch(label):
             return f"a DNS name whose labels start and end with a letter or digit: {label!r}"
     if all(label.isdigit() for label in labels):
         return "a valid IPv4 address: four numbers from 0 to 255, e.g. 192.168.1.10"
@@ -196,7 +196,7 @@ def int_between(low: int, high: int) -> Callable[[Any], int]:
 
 def byte_quantity(raw: Any) -> str:
     value = as_str(raw) if not isinstance(raw, int) or isinstance(raw, bool) else str(raw)
-    match = _BYTES.match(value)
+    match = _BYTES.fullmatch(value)
     if not match or float(match.group(1)) * _BYTE_FACTORS[match.group(2)] < 1:
         raise ValueError("a positive Kubernetes quantity such as 512Mi or 20Gi")
     return value
@@ -204,7 +204,7 @@ def byte_quantity(raw: Any) -> str:
 
 def cpu_quantity(raw: Any) -> str:
     value = str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else as_str(raw)
-    match = _CPU.match(value)
+    match = _CPU.fullmatch(value)
     if not match or float(match.group(1)) <= 0:
         raise ValueError("a positive CPU quantity such as 250m or 2")
     return value
@@ -212,7 +212,7 @@ def cpu_quantity(raw: Any) -> str:
 
 def pinned_image(raw: Any) -> str:
     value = as_str(raw)
-    match = _IMAGE.match(value)
+    match = _IMAGE.fullmatch(value)
     if not match or (match.group("tag") in (None, "latest") and "@sha256:" not in value):
         raise ValueError("an image reference pinned to a release tag or digest (not 'latest'), e.g. registry:2.8.3")
     return value
@@ -220,14 +220,14 @@ def pinned_image(raw: Any) -> str:
 
 def email(raw: Any) -> str:
     value = as_str(raw)
-    if not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):
         raise ValueError("an e-mail address such as admin@example.com")
     return value
 
 
 def portus_username(raw: Any) -> str:
     value = as_str(raw)
-    if not 4 <= len(value) <= 30 or not _PORTUS_USERNAME.match(value) or value == "portus":
+    if not 4 <= len(value) <= 30 or not _PORTUS_USERNAME.fullmatch(value) or value == "portus":
         raise ValueError(
             "4 to 30 lower-case letters, digits, '.', '_' or '-', not 'portus' (reserved by Portus)"
         )
@@ -250,10 +250,10 @@ def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def quantity_value(quantity: str) -> float:
-    cpu = _CPU.match(quantity)
+    cpu = _CPU.fullmatch(quantity)
     if cpu:
         return float(cpu.group(1)) / (1000 if cpu.group(2) else 1)
-    match = _BYTES.match(quantity)
+    match = _BYTES.fullmatch(quantity)
     assert match, quantity
     return float(match.group(1)) * _BYTE_FACTORS[match.group(2)]
 
@@ -268,7 +268,7 @@ def cron_schedule(raw: Any) -> str:
     CronJob's timeZone says which zone)."""
     value = as_str(raw).strip()
     fields = value.split()
-    if value not in _CRON_MACROS and (len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields)):
+    if value not in _CRON_MACROS and (len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields)):
         raise ValueError("a cron schedule of five fields (minute hour day month weekday), e.g. '15 3 * * *', or @daily")
     return " ".join(fields) if len(fields) == 5 else value
 
@@ -280,7 +280,7 @@ def port(raw: Any) -> int:
 def object_name(raw: Any) -> str:
     """The name of a Kubernetes object such as a Secret (a DNS-1123 subdomain)."""
     value = as_str(raw)
-    if not _DNS_SUBDOMAIN.match(value):
+    if not _DNS_SUBDOMAIN.fullmatch(value):
         raise ValueError("a Kubernetes object name: lower-case letters, digits, '-' and '.'")
     return value
 
@@ -324,7 +324,7 @@ def byte_count(low: int, high: int) -> Callable[[Any], int]:
     """A number of bytes, given as an integer or a quantity such as ``10Mi``."""
     def parse(raw: Any) -> int:
         text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else as_str(raw)
-        match = _BYTES.match(text)
+        match = _BYTES.fullmatch(text)
         value = int(float(match.group(1)) * _BYTE_FACTORS[match.group(2)]) if match else -1
         if not low <= value <= high:
             raise ValueError(f"a number of bytes from {low} to {high} (an integer, or a quantity such as 10Mi)")
@@ -407,7 +407,7 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 
 
 def kind_name(raw: Any) -> str:
     value = as_str(raw)
-    if not _KIND.match(value):
+    if not _KIND.fullmatch(value):
         raise ValueError("a Kubernetes kind, e.g. ClusterIssuer")
     return value
 
@@ -438,7 +438,7 @@ def pem_certificates(raw: Any) -> str:
 def go_duration(raw: Any) -> str:
     """A length of time as Kubernetes and cert-manager write it: 2160h, 90m, 1h30m."""
     value = as_str(raw)
-    if not _GO_DURATION.match(value):
+    if not _GO_DURATION.fullmatch(value):
         raise ValueError("a duration such as 2160h, 720h or 90m (units h, m, s)")
     return value
 

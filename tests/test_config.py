@@ -54,6 +54,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, object], str]] = [
     ("admin user name reserved by Portus", {"adminUsername": "portus"}, "adminUsername"),
     ("namespace with capitals", {"namespace": "Portus"}, "namespace"),
     ("namespace longer than a DNS label", {"namespace": "a" * 64}, "namespace"),
+    # A YAML block scalar (`|`) ends in a newline, which no Kubernetes name or quantity may carry.
+    ("namespace with a trailing newline", {"namespace": "portus\n"}, "namespace"),
+    ("size with a trailing newline", {"registryStorageSize": "20Gi\n"}, "registryStorageSize"),
     ("unknown exposure mode", {"exposure": "clusterIP"}, "exposure"),
     ("port zero", {"publicPort": 0}, "publicPort"),
     ("port out of range", {"publicPort": 70000}, "publicPort"),

@@ -67,7 +67,7 @@ class PortusSecret:
     key: str
 
     def __post_init__(self) -> None:
-        if not _ENV_NAME.match(self.name):
+        if not _ENV_NAME.fullmatch(self.name):
             raise ValueError(f"not an environment variable name: {self.name!r}")
 
     @property
