@@ -137,6 +137,17 @@ def labels(name: str, component: str, version: str | None = None) -> dict[str, s
     return result
 
 
+def namespace_labels(pod_security: str, modes: Sequence[str] = ("enforce", "warn", "audit")) -> dict[str, str]:
+    """A namespace of the platform's, whose pods must meet the Pod Security level ``pod_security`` (checked
+    in each of ``modes``, against the cluster's latest version of the standard)."""
+    return {
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+        **{f"pod-security.kubernetes.io/{mode}": pod_security for mode in modes},
+        **{f"pod-security.kubernetes.io/{mode}-version": "latest" for mode in modes},
+    }
+
+
 def metadata(name: str, namespace: pulumi.Input[str], component: str, version: str | None = None,
              annotations: Mapping[str, pulumi.Input[str]] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(

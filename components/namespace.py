@@ -39,18 +39,7 @@ class PlatformNamespace(pulumi.ComponentResource):
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=args.name,
-                labels={
-                    "app.kubernetes.io/part-of": kube.PART_OF,
-                    "app.kubernetes.io/managed-by": "pulumi",
-                    **{
-                        f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL
-                        for mode in ("enforce", "warn", "audit")
-                    },
-                    **{
-                        f"pod-security.kubernetes.io/{mode}-version": "latest"
-                        for mode in ("enforce", "warn", "audit")
-                    },
-                },
+                labels=kube.namespace_labels(POD_SECURITY_LEVEL),
             ),
             opts=args.kept.options(self),
         )

@@ -143,12 +143,7 @@ class NodeTrust(pulumi.ComponentResource):
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=config.namespace,
-                labels={
-                    "app.kubernetes.io/part-of": kube.PART_OF,
-                    "app.kubernetes.io/managed-by": "pulumi",
-                    "pod-security.kubernetes.io/enforce": POD_SECURITY_LEVEL,
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
+                labels=kube.namespace_labels(POD_SECURITY_LEVEL, modes=("enforce",)),
             ),
             opts=child,
         )
