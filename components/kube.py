@@ -251,14 +251,23 @@ def service_account(resource_name: str, name: str, namespace: pulumi.Input[str],
     )
 
 
+def https_port(port: int, node_port: bool = False) -> k8s.core.v1.ServicePortArgs:
+    """A Service's HTTPS port ``port``, to the container port named ``https``; with ``node_port``, the
+    same number on the nodes."""
+    return k8s.core.v1.ServicePortArgs(
+        name="https", port=port, target_port="https", app_protocol="https", node_port=port if node_port else None,
+    )
+
+
 def cluster_ip_service(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                        ports: Sequence[k8s.core.v1.ServicePortArgs],
                        opts: pulumi.ResourceOptions, headless: bool = False,
-                       selector: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+                       selector: Mapping[str, str] | None = None,
+                       annotations: Mapping[str, pulumi.Input[str]] | None = None) -> k8s.core.v1.Service:
     """A Service for the pods of workload ``name``, or of ``selector``."""
     return k8s.core.v1.Service(
         resource_name,
-        metadata=metadata(name, namespace, component),
+        metadata=metadata(name, namespace, component, annotations=annotations),
         spec=k8s.core.v1.ServiceSpecArgs(
             selector=dict(selector) if selector else selector_labels(name),
             ports=list(ports),

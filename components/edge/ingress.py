@@ -237,12 +237,8 @@ def realm_service(namespace: pulumi.Input[str], pods: dict[str, str], port: int,
     ``endpointsPending``, v4.17.0 on), so an update of this Service during a Portus rollout or crash
     would wait ten minutes and fail, and hold back the Portus update that fixes the crash. What Portus's
     pods need is the cluster IP, which the API server assigns when it creates the Service."""
-    return k8s.core.v1.Service(
-        "portus-realm-svc",
-        metadata=kube.metadata(REALM_SERVICE, namespace, COMPONENT, annotations=kube.SKIP_AWAIT),
-        spec=k8s.core.v1.ServiceSpecArgs(
-            selector=pods,
-            ports=[k8s.core.v1.ServicePortArgs(name="https", port=port, target_port="https", app_protocol="https")],
-        ),
-        opts=opts,
+    return kube.cluster_ip_service(
+        "portus-realm-svc", REALM_SERVICE, namespace, COMPONENT,
+        [kube.https_port(port)],
+        opts, selector=pods, annotations=kube.SKIP_AWAIT,
     )

@@ -41,14 +41,6 @@ PRE_STOP_PAUSE_SECONDS = 5
 GRACE_SECONDS = 120
 
 
-def https_port(port: int, node_port: bool = False) -> k8s.core.v1.ServicePortArgs:
-    """The proxy's port on a Service: the same number inside the cluster as outside (and, for nodePort,
-    on the nodes), so ``host:port`` means the same thing everywhere."""
-    return k8s.core.v1.ServicePortArgs(
-        name="https", port=port, target_port="https", app_protocol="https", node_port=port if node_port else None,
-    )
-
-
 @dataclass
 class ProxyArgs:
     namespace: pulumi.Input[str]
@@ -147,9 +139,9 @@ class Proxy(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 type=args.service_type,
                 selector=kube.selector_labels(NAME),
-                ports=[
-                    https_port(args.public_port, node_port=args.service_type == "NodePort"),
-                ],
+                # The same number inside the cluster as outside (and, for nodePort, on the nodes), so
+                # ``host:port`` means the same thing everywhere.
+                ports=[kube.https_port(args.public_port, node_port=args.service_type == "NodePort")],
             ),
             opts=child,
         )
@@ -159,7 +151,7 @@ class Proxy(pulumi.ComponentResource):
         # which never happens on kind or minikube without a tunnel, and nothing that reads the address
         # (the migration Job, every Portus pod) would be created until then.
         self.internal_service = service if args.service_type != "LoadBalancer" else kube.cluster_ip_service(
-            f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [https_port(args.public_port)],
+            f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [kube.https_port(args.public_port)],
             child, selector=kube.selector_labels(NAME),
         )
         self.register_outputs({"serviceName": self.service_name})

@@ -146,7 +146,7 @@ class Portus(pulumi.ComponentResource):
         tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
         self.service = kube.cluster_ip_service(
             f"{name}-svc", NAME, args.namespace, COMPONENT,
-            [k8s.core.v1.ServicePortArgs(name="https", port=PORT, target_port="https", app_protocol="https")],
+            [kube.https_port(PORT)],
             child,
         )
         settings = args.settings.attach(name, NAME, args.namespace, COMPONENT, self)

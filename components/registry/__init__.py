@@ -150,8 +150,7 @@ class Registry(pulumi.ComponentResource):
                                    pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
         service = kube.cluster_ip_service(
             f"{name}-svc", NAME, args.namespace, COMPONENT,
-            [k8s.core.v1.ServicePortArgs(name="https", port=LISTEN_PORT, target_port="https",
-                                         app_protocol="https")],
+            [kube.https_port(LISTEN_PORT)],
             child,
         )
         self.service_name = service.metadata.name
