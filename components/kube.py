@@ -331,6 +331,14 @@ def spread_over_nodes(name: str) -> list[k8s.core.v1.TopologySpreadConstraintArg
     ]
 
 
+def opaque_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
+                  data: Mapping[str, pulumi.Input[str]], opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    """Credentials and keys as an ``Opaque`` Secret, for pods to mount or read into env."""
+    return k8s.core.v1.Secret(
+        resource_name, metadata=metadata(name, namespace, component), type="Opaque", string_data=data, opts=opts,
+    )
+
+
 def tls_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str,
                certificate: ServerCertificate, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
     """A server's certificate and key, as the ``kubernetes.io/tls`` Secret servers and Ingresses read."""

@@ -51,12 +51,8 @@ class PlatformNamespace(pulumi.ComponentResource):
             opts=child,
         )
         self.trust_bundle = bundle.metadata.name
-        ca_secret = k8s.core.v1.Secret(
-            f"{name}-ca",
-            metadata=kube.metadata(f"{TRUST_BUNDLE}-secret", self.name, "pki"),
-            type="Opaque",
-            string_data={CA_FILE: args.ca_cert_pem},
-            opts=child,
+        ca_secret = kube.opaque_secret(
+            f"{name}-ca", f"{TRUST_BUNDLE}-secret", self.name, "pki", {CA_FILE: args.ca_cert_pem}, child,
         )
         self.ca_secret = ca_secret.metadata.name
         self.register_outputs({"name": self.name, "trustBundle": self.trust_bundle})

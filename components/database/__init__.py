@@ -157,12 +157,9 @@ class Database(pulumi.ComponentResource):
 
         root_password = generated_password(f"{name}-root-password", 32, self)
         user_password = generated_password(f"{name}-portus-password", 32, self)
-        credentials = k8s.core.v1.Secret(
-            f"{name}-credentials",
-            metadata=kube.metadata(f"{NAME}-credentials", args.namespace, COMPONENT),
-            type="Opaque",
-            string_data={ROOT_PASSWORD_KEY: root_password.result, PASSWORD_KEY: user_password.result},
-            opts=child,
+        credentials = kube.opaque_secret(
+            f"{name}-credentials", f"{NAME}-credentials", args.namespace, COMPONENT,
+            {ROOT_PASSWORD_KEY: root_password.result, PASSWORD_KEY: user_password.result}, child,
         )
 
         service = kube.cluster_ip_service(

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import database, kube, network
 from components.database import Database, DatabaseArgs, DatabaseConnection
@@ -114,12 +113,9 @@ class ExternalDatabase:
                opts: pulumi.ResourceOptions) -> DeployedDatabase:
         secret: pulumi.Input[str] | None = self.password_secret
         if self.password:
-            secret = k8s.core.v1.Secret(
-                "database-external",
-                metadata=kube.metadata("database-external", namespace, database.COMPONENT),
-                type="Opaque",
-                string_data={database.PASSWORD_KEY: self.password.output()},
-                opts=opts,
+            secret = kube.opaque_secret(
+                "database-external", "database-external", namespace, database.COMPONENT,
+                {database.PASSWORD_KEY: self.password.output()}, opts,
             ).metadata.name
         assert secret is not None, "the configuration requires passwordSecret or password"
         return DeployedDatabase(DatabaseConnection(

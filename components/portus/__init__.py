@@ -131,17 +131,15 @@ class Portus(pulumi.ComponentResource):
         portus_password = generated_password(f"{name}-portus-password", 32, self)
         admin_password = generated_password(f"{name}-admin-password", 24, self)
         self.admin_password = pulumi.Output.secret(admin_password.result)
-        secrets = k8s.core.v1.Secret(
-            f"{name}-secrets",
-            metadata=kube.metadata(f"{NAME}-secrets", args.namespace, COMPONENT),
-            type="Opaque",
-            string_data={
+        secrets = kube.opaque_secret(
+            f"{name}-secrets", f"{NAME}-secrets", args.namespace, COMPONENT,
+            {
                 SECRET_KEY_BASE_KEY: secret_key_base.result,
                 PORTUS_PASSWORD_KEY: portus_password.result,
                 ADMIN_PASSWORD_KEY: admin_password.result,
                 "token.key": args.token_key_pem,
             },
-            opts=child,
+            child,
         )
         tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
         self.service = kube.cluster_ip_service(

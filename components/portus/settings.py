@@ -762,9 +762,8 @@ class PortusSettings:
                        if isinstance(value, SecretText)}
         secret_name: pulumi.Output[str] | None = None
         if from_config:
-            secret_name = k8s.core.v1.Secret(
-                f"{name}-settings", metadata=kube.metadata(f"{object_name}-settings", namespace, component),
-                type="Opaque", string_data=from_config, opts=child,
+            secret_name = kube.opaque_secret(
+                f"{name}-settings", f"{object_name}-settings", namespace, component, from_config, child,
             ).metadata.name
         secrets = []
         for env_name, value in self.credentials().items():

@@ -68,12 +68,8 @@ class Registry(pulumi.ComponentResource):
             data={CONFIG_FILE: config_yaml, TOKEN_CERT_FILE: args.token_cert_pem},
             opts=child,
         )
-        secret = k8s.core.v1.Secret(
-            f"{name}-secret",
-            metadata=kube.metadata(f"{NAME}-secret", args.namespace, COMPONENT),
-            type="Opaque",
-            string_data={"http-secret": args.http_secret},
-            opts=child,
+        secret = kube.opaque_secret(
+            f"{name}-secret", f"{NAME}-secret", args.namespace, COMPONENT, {"http-secret": args.http_secret}, child,
         )
         tls_secret = kube.tls_secret(f"{name}-tls", f"{NAME}-tls", args.namespace, COMPONENT, args.certificate, child)
 

@@ -93,12 +93,9 @@ class RedisCache:
         held: list[pulumi.Input[str]] = []
         if self.password:
             held = [self.password.output()]
-            secret = k8s.core.v1.Secret(
-                f"{name}-cache",
-                metadata=kube.metadata(f"{name}-cache", namespace, COMPONENT),
-                type="Opaque",
-                string_data={PASSWORD_KEY: self.password.output()},
-                opts=pulumi.ResourceOptions(parent=parent),
+            secret = kube.opaque_secret(
+                f"{name}-cache", f"{name}-cache", namespace, COMPONENT, {PASSWORD_KEY: self.password.output()},
+                pulumi.ResourceOptions(parent=parent),
             ).metadata.name
         env = [kube.secret_env("REGISTRY_REDIS_PASSWORD", secret, PASSWORD_KEY)] if secret else []
         return CacheAttachment(env, held)

@@ -157,12 +157,10 @@ class S3Storage:
         held: list[pulumi.Input[str]] = []
         if self.access_key and self.secret_key:
             held = [self.access_key.output(), self.secret_key.output()]
-            secret = k8s.core.v1.Secret(
-                f"{name}-storage",
-                metadata=kube.metadata(f"{name}-storage", namespace, COMPONENT),
-                type="Opaque",
-                string_data={ACCESS_KEY: self.access_key.output(), SECRET_KEY: self.secret_key.output()},
-                opts=pulumi.ResourceOptions(parent=parent),
+            secret = kube.opaque_secret(
+                f"{name}-storage", f"{name}-storage", namespace, COMPONENT,
+                {ACCESS_KEY: self.access_key.output(), SECRET_KEY: self.secret_key.output()},
+                pulumi.ResourceOptions(parent=parent),
             ).metadata.name
         if secret is None:
             return StorageAttachment()
