@@ -145,8 +145,7 @@ class ProxyEdge:
             service_type="NodePort" if self.mode is Exposure.NODE_PORT else "LoadBalancer",
             public_port=self.port,
         ), opts)
-        internal = proxy.NAME if self.mode is Exposure.NODE_PORT else f"{proxy.NAME}-internal"
-        return Realm(parts.public_hosts, edge.internal_service, internal)
+        return Realm(parts.public_hosts, edge.internal_service, edge.internal_service_name)
 
     def flows(self) -> list[Flow]:
         return [

@@ -67,6 +67,7 @@ class Proxy(pulumi.ComponentResource):
     internal_service: k8s.core.v1.Service
     """A Service of type ClusterIP in front of the proxy, whose address Portus's pods resolve the public
     names to."""
+    internal_service_name: str
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -150,9 +151,10 @@ class Proxy(pulumi.ComponentResource):
         # the provider waits until a load balancer gives it an external address (await/service.go),
         # which never happens on kind or minikube without a tunnel, and nothing that reads the address
         # (the migration Job, every Portus pod) would be created until then.
+        self.internal_service_name = NAME if args.service_type != "LoadBalancer" else f"{NAME}-internal"
         self.internal_service = service if args.service_type != "LoadBalancer" else kube.cluster_ip_service(
-            f"{name}-internal-svc", f"{NAME}-internal", args.namespace, COMPONENT, [kube.https_port(args.public_port)],
-            child, selector=kube.selector_labels(NAME),
+            f"{name}-internal-svc", self.internal_service_name, args.namespace, COMPONENT,
+            [kube.https_port(args.public_port)], child, selector=kube.selector_labels(NAME),
         )
         self.register_outputs({"serviceName": self.service_name})
 
